@@ -1,0 +1,306 @@
+"""The machinery every chapter's checks share.
+
+A check runs the learner's function and the reference on the same generated
+cases and, on the first disagreement, raises `CheckFailure` with a message a
+learner can act on: which case, the inputs' shapes, expected vs got, and a
+likely cause when the output matches a known mistake.
+
+Everything here compares with Python operators and ndarray methods bound at
+import time, and refuses to run once a trusted module's functions have been
+replaced in the notebook (``np.allclose = lambda *a, **k: True``), so a learner
+cannot patch their way to a pass.
+"""
+from __future__ import annotations
+
+import copy as _copy
+import hashlib as _hashlib
+import types as _types
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as _np
+
+_ndarray = _np.ndarray
+_asarray = _np.asarray
+_array_equal = _np.array_equal
+_isfinite = _np.isfinite
+_unravel = _np.unravel_index
+_printoptions = _np.printoptions
+_array2string = _np.array2string
+_isinstance = isinstance
+
+
+class CheckFailure(AssertionError):
+    """The learner's answer is wrong; the message says how."""
+
+
+class NotAttempted(NotImplementedError):
+    """The exercise still raises NotImplementedError."""
+
+
+# --------------------------------------------------------------------------- tamper guard
+
+_TRUSTED: dict[str, dict[str, Any]] = {}
+
+
+def _is_ours(obj: Any, package: str) -> bool:
+    """True when `obj` was defined by `package` itself (or is a builtin/ufunc/class)."""
+    mod = getattr(obj, "__module__", None)
+    if mod is None or _isinstance(obj, (type, _np.ufunc, _types.BuiltinFunctionType)):
+        return True
+    root = mod.split(".")[0]
+    return root in (package, "builtins", "_operator", "math", "functools", "typing", "numpy") or root.startswith("_")
+
+
+def trust(module: _types.ModuleType) -> None:
+    """Snapshot a module's public callables; later checks refuse to run if one is replaced."""
+    name = module.__name__
+    if name in _TRUSTED:
+        return
+    package = name.split(".")[0]
+    snap: dict[str, Any] = {}
+    for attr in dir(module):
+        if attr.startswith("_"):
+            continue
+        obj = getattr(module, attr, None)
+        if callable(obj):
+            snap[attr] = obj
+    foreign = {attr for attr, obj in snap.items() if not _is_ours(obj, package)}
+    _TRUSTED[name] = {"module": module, "snapshot": snap, "foreign": foreign}
+
+
+def guard() -> None:
+    """Raise CheckFailure if a trusted module's function was swapped out in this session."""
+    __tracebackhide__ = True
+    for name, info in _TRUSTED.items():
+        module, foreign = info["module"], info["foreign"]
+        for attr, original in info["snapshot"].items():
+            if getattr(module, attr, None) is not original or attr in foreign:
+                raise CheckFailure(
+                    f"`{name}.{attr}` has been replaced in this notebook, so no check can be trusted. "
+                    f"Delete the line that assigns to `{name}.{attr}`, restart the kernel and run all cells.")
+
+
+trust(_np)
+trust(_np.linalg)
+trust(_np.random)
+
+
+# --------------------------------------------------------------------------- describing values
+
+def describe(x: Any) -> str:
+    """A short description of an input or output: type, shape, dtype, layout."""
+    arr = _to_numpy(x)
+    if arr is None:
+        return f"{type(x).__name__} {x!r}"[:80]
+    flags = []
+    if _isinstance(x, _ndarray):
+        if not x.flags.c_contiguous:
+            flags.append("non-contiguous")
+        if not x.flags.writeable:
+            flags.append("read-only")
+    kind = type(x).__name__ if not _isinstance(x, _ndarray) else "array"
+    extra = f", {', '.join(flags)}" if flags else ""
+    return f"{kind} shape {tuple(arr.shape)} {arr.dtype}{extra}"
+
+
+def preview(x: Any, n: int = 6) -> str:
+    arr = _to_numpy(x)
+    if arr is None:
+        return repr(x)[:120]
+    if arr.ndim == 0:
+        return f"{arr.item():.6g}"
+    flat = arr.reshape(-1)[:n]
+    with _printoptions(precision=4, suppress=False, threshold=n, linewidth=200):
+        text = _array2string(flat, separator=", ")
+    return text if arr.size <= n else text[:-1] + ", ...]"
+
+
+def _to_numpy(x: Any) -> Any:
+    """An ndarray view of arrays, tensors and numbers; None for anything else."""
+    if _isinstance(x, _ndarray):
+        return x
+    if _isinstance(x, (bool, int, float, _np.generic)):
+        return _asarray(x)
+    if type(x).__module__.startswith("torch") and hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    return None
+
+
+# --------------------------------------------------------------------------- comparing values
+
+def compare(got: Any, expected: Any, *, rtol: float = 1e-6, atol: float = 1e-8, what: str = "output") -> str | None:
+    """None when `got` matches `expected`; otherwise one paragraph saying how it differs."""
+    if _isinstance(expected, tuple):
+        if not _isinstance(got, (tuple, list)) or len(got) != len(expected):
+            return f"{what}: expected a tuple of {len(expected)} values, got {describe(got)}"
+        for i, (g, e) in enumerate(zip(got, expected)):
+            problem = compare(g, e, rtol=rtol, atol=atol, what=f"{what}[{i}]")
+            if problem:
+                return problem
+        return None
+    exp = _to_numpy(expected)
+    if exp is None:
+        return None if got == expected else f"{what}: expected {expected!r}, got {got!r}"
+    g = _to_numpy(got)
+    if g is None:
+        return f"{what}: expected {describe(expected)}, got {describe(got)}"
+    if g.shape != exp.shape:
+        hint = ""
+        if g.shape == exp.shape[::-1] and len(exp.shape) == 2:
+            hint = " (the transpose of what was expected: check which axis is which)"
+        elif g.size == exp.size:
+            hint = " (same number of elements: a missing or extra reshape, or the axes are in the wrong order)"
+        return f"{what}: expected shape {tuple(exp.shape)}, got shape {tuple(g.shape)}{hint}"
+    if g.dtype.kind not in "fciub":
+        return f"{what}: expected numbers, got dtype {g.dtype}"
+    if exp.dtype.kind == "b" or g.dtype.kind == "b":
+        if _array_equal(g, exp):
+            return None
+        return f"{what}: expected {preview(exp)}, got {preview(g)}"
+    g64 = g.astype(complex if g.dtype.kind == "c" else float).reshape(-1)  # flat: scalars index too
+    e64 = exp.astype(complex if exp.dtype.kind == "c" else float).reshape(-1)
+    g_fin, e_fin = _isfinite(g64), _isfinite(e64)
+    if not _array_equal(g_fin, e_fin):
+        bad = int((~g_fin & e_fin).sum())
+        if bad:
+            return (f"{what}: {bad} value(s) are nan or inf where finite numbers were expected "
+                    f"(got {preview(g)}): look for a division by zero, an overflow in exp, or log(0)")
+        return f"{what}: expected some nan/inf values, got finite numbers: {preview(g)}"
+    diff = abs(g64 - e64)
+    diff[~e_fin] = 0.0
+    tol = atol + rtol * abs(e64)
+    tol[~e_fin] = 0.0
+    if (diff <= tol).all() and _array_equal(g64[~e_fin], e64[~e_fin], equal_nan=True):
+        return None
+    worst = int((diff - tol).argmax()) if diff.size else 0
+    at = _unravel(worst, exp.shape) if exp.ndim else ()
+    return (f"{what}: values differ (max abs difference {float(diff.max()):.3g} at index {tuple(int(i) for i in at)}, "
+            f"tolerance {atol:g} + {rtol:g}*|expected|)\n"
+            f"    expected {preview(exp)}\n    got      {preview(g)}")
+
+
+# --------------------------------------------------------------------------- running a check
+
+@dataclass
+class Case:
+    """One input to an exercise: positional args and a label a learner understands."""
+    args: tuple
+    label: str
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Mistake:
+    """A recognisable wrong answer: if the learner's output matches `fn`'s, say `hint`."""
+    hint: str
+    fn: Callable[..., Any]
+
+
+def _copy_args(args: Sequence[Any]) -> list[Any]:
+    out = []
+    for a in args:
+        if _isinstance(a, _ndarray):
+            out.append(a.copy())
+        elif hasattr(a, "clone") and type(a).__module__.startswith("torch"):
+            out.append(a.clone())
+        else:
+            out.append(_copy.deepcopy(a))
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    x, y = _to_numpy(a), _to_numpy(b)
+    if x is None or y is None:
+        return True
+    return x.shape == y.shape and _array_equal(x, y, equal_nan=True)
+
+
+def call(fn: Callable[..., Any], name: str, args: Sequence[Any], kwargs: dict | None, where: str) -> Any:
+    """Call the learner's function; turn NotImplementedError and crashes into check messages."""
+    __tracebackhide__ = True
+    try:
+        return fn(*args, **(kwargs or {}))
+    except NotAttempted:
+        raise
+    except NotImplementedError:
+        raise NotAttempted(f"`{name}` is not attempted yet: replace `raise NotImplementedError()` "
+                           "with your code, run that cell, then run this one again.") from None
+    except Exception as exc:  # the learner's code crashed: show which case made it crash
+        raise CheckFailure(f"`{name}` raised {type(exc).__name__}: {exc}\n  on {where}") from exc
+
+
+def run_check(name: str, fn: Callable[..., Any], reference: Callable[..., Any], cases: Iterable[Case], *,
+              rtol: float = 1e-6, atol: float = 1e-8, mistakes: Sequence[Mistake] = (),
+              compare_fn: Callable[..., str | None] | None = None, thorough: bool = False) -> None:
+    """Run `fn` and `reference` on every case; raise CheckFailure at the first disagreement."""
+    __tracebackhide__ = True
+    guard()
+    if not callable(fn):
+        raise CheckFailure(f"expected a function for `{name}`, got {describe(fn)}")
+    cmp = compare_fn or (lambda got, exp, case: compare(got, exp, rtol=rtol, atol=atol))
+    cases = list(cases)
+    for i, case in enumerate(cases, 1):
+        shapes = ", ".join(describe(a) for a in case.args)
+        where = f"case {i} of {len(cases)} ({case.label}; inputs: {shapes})"
+        pristine = _copy_args(case.args)
+        expected = reference(*_copy_args(case.args), **case.kwargs)
+        got = call(fn, name, case.args, case.kwargs, where)
+        for j, (before, after) in enumerate(zip(pristine, case.args)):
+            if not _same(before, after):
+                raise CheckFailure(f"`{name}` changed its input argument {j + 1} in place on {where}. "
+                                   "Work on a copy (or build a new array) instead of writing into the input.")
+        problem = cmp(got, expected, case)
+        if problem:
+            msg = f"`{name}` is wrong on {where}:\n  {problem}"
+            for m in mistakes:
+                try:
+                    wrong = m.fn(*_copy_args(pristine), **case.kwargs)
+                except Exception:
+                    continue
+                if cmp(got, wrong, case) is None:
+                    msg += f"\n  Likely cause: {m.hint}"
+                    break
+            raise CheckFailure(msg)
+    kind = "thorough" if thorough else "quick"
+    print(f"✓ {name}: all {len(cases)} {kind} checks passed")
+
+
+def check_choice(name: str, answer: Any, digest: str, options: str) -> None:
+    """Check a multiple-choice answer against the SHA-256 of the right letter (so reading the
+    library does not give the answer away at a glance)."""
+    __tracebackhide__ = True
+    guard()
+    choices = ", ".join(f'"{o}"' for o in options[:-1]) + f' or "{options[-1]}"'
+    if answer is None or answer is Ellipsis:
+        raise NotAttempted(f"`{name}` is not attempted yet: set it to {choices}.")
+    letter = str(answer).strip().lower().strip("()")
+    if len(letter) != 1 or letter not in options:
+        raise CheckFailure(f"`{name}` should be one letter, {choices}; got {answer!r}")
+    if _hashlib.sha256(f"{name}:{letter}".encode()).hexdigest() != digest:
+        raise CheckFailure(f"`{name}` = {letter!r} is not the best answer. Re-read the question and try again.")
+    print(f"✓ {name}: correct")
+
+
+def choice_digest(name: str, letter: str) -> str:
+    """The digest `check_choice` expects; used when writing a chapter's checks."""
+    return _hashlib.sha256(f"{name}:{letter.strip().lower()}".encode()).hexdigest()
+
+
+def rng_for(thorough: bool, salt: int = 0) -> _np.random.Generator:
+    """A fixed-seed generator: the same cases every run, different for quick and thorough checks."""
+    return _np.random.default_rng((20240 if thorough else 7) + salt)
+
+
+def non_contiguous(x: _ndarray) -> _ndarray:
+    """The same values as `x`, laid out with a stride (as a learner gets from slicing)."""
+    wide = _np.empty(x.shape[:-1] + (x.shape[-1] * 2,), dtype=x.dtype)
+    wide[..., ::2] = x
+    return wide[..., ::2]
+
+
+def read_only(x: _ndarray) -> _ndarray:
+    y = x.copy()
+    y.flags.writeable = False
+    return y
+
