@@ -41,7 +41,7 @@ def build(cur: Curriculum, root: Path, chapter_ids: list[str] | None = None,
     wanted = chapter_ids or [c.id for c in cur.chapters]
     for cid in wanted:
         cur.chapter(cid)  # unknown id -> clear error before any work
-    check_against_notebooks(cur, root / "solutions")
+    check_against_notebooks(cur, root / "solutions", only=wanted)
     out_dir = out_dir or root / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -212,10 +212,14 @@ def graded_cells(notebook_path: Path) -> dict[str, int]:
     return out
 
 
-def check_against_notebooks(cur: Curriculum, solutions_dir: Path) -> None:
-    """Every chapter has a source notebook whose test cells are exactly its exercises, same points."""
+def check_against_notebooks(cur: Curriculum, solutions_dir: Path, only: Iterable[str] | None = None) -> None:
+    """Every chapter (or those in `only`) has a source notebook whose test cells are exactly its
+    exercises, with the same points."""
     problems: list[str] = []
+    wanted = set(only) if only is not None else None
     for ch in cur.chapters:
+        if wanted is not None and ch.id not in wanted:
+            continue
         path = Path(solutions_dir) / f"{ch.id}.ipynb"
         if not path.exists():
             problems.append(f"chapter '{ch.id}': no source notebook at solutions/{ch.id}.ipynb")

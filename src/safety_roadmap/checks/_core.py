@@ -90,6 +90,8 @@ trust(_np.random)
 
 def describe(x: Any) -> str:
     """A short description of an input or output: type, shape, dtype, layout."""
+    if _isinstance(x, (bool, int, float, str)):
+        return repr(x)
     arr = _to_numpy(x)
     if arr is None:
         return f"{type(x).__name__} {x!r}"[:80]
