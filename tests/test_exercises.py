@@ -55,7 +55,8 @@ def _cases(kind: str) -> list[Any]:
         _, mutants = _load(chapter_id, exercise_id)
         table = mutants.MUTANTS if kind == "mutant" else mutants.ALTERNATIVES
         for i, impl in enumerate(table.get(exercise_id, [])):
-            out.append(pytest.param(chapter_id, exercise_id, impl, id=f"{exercise_id}-{_label(impl)}-{i}"))
+            out.append(pytest.param(chapter_id, exercise_id, impl,
+                                    id=f"{chapter_id}-{exercise_id}-{_label(impl)}-{i}"))
     return out
 
 

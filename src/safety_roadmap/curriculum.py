@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import RoadmapError
 
@@ -52,6 +52,12 @@ class Phase(_Strict):
     summary: str = Field(min_length=1)
     checkpoints: list[str] = Field(default_factory=list)
     chapters: list[Chapter] = Field(default_factory=list)
+
+    @field_validator("chapters", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        """`chapters:` followed only by comments (a phase still being written) means no chapters yet."""
+        return [] if value is None else value
 
 
 class Curriculum(_Strict):
