@@ -103,6 +103,7 @@ def _explain(err: dict[str, Any]) -> str:
     if kind in ("greater_than", "greater_than_equal", "less_than_equal", "less_than"):
         op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()), "?")
+        bound = f"{bound:g}" if isinstance(bound, (int, float)) else bound
         return f"expected a number {op} {bound}, got {shown}"
     if kind.endswith("_type") or kind.endswith("_parsing"):
         expected = kind.split("_")[0]

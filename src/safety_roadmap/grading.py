@@ -146,8 +146,7 @@ def grade_notebook(path: Path, cur: Curriculum, root: Path, *, timeout: int = DE
         api = course.api_for(scratch, timeout=timeout)
         result = api.autograde(chapter.id, course.LEARNER_ID, force=True, create=True)
         if not result.get("success"):
-            detail = _first_line((result.get("error") or result.get("log") or "")[-2000:])
-            raise RoadmapError(f"{path}: nbgrader could not grade it: {detail}")
+            raise RoadmapError(f"{path}: {_explain_failure(result)}")
         scores = _scores(api, chapter.id)
         executed_path = scratch / "autograded" / course.LEARNER_ID / chapter.id / f"{chapter.id}.ipynb"
         executed = json.loads(executed_path.read_text(encoding="utf-8")) if executed_path.exists() else {}
@@ -161,6 +160,17 @@ def grade_notebook(path: Path, cur: Curriculum, root: Path, *, timeout: int = DE
         status, message = _status(ename, evalue, timed_out, score, max_score)
         res.exercises.append(ExerciseResult(ex.id, float(score), float(max_score), status, message))
     return res
+
+
+def _explain_failure(result: dict[str, Any]) -> str:
+    """One line saying why nbgrader gave up on a notebook."""
+    text = f"{result.get('log') or ''}\n{result.get('error') or ''}"
+    if "DeadKernelError" in text or "Kernel died" in text:
+        return ("grading stopped: the notebook's kernel died (a cell called exit(), crashed Python, or ran out "
+                "of memory). Fix or remove that cell, then grade again.")
+    reasons = [line.split("]", 1)[-1].strip() for line in text.splitlines()
+               if line.startswith("[ERROR]") and "see the the above traceback" not in line]
+    return "nbgrader could not grade it: " + (reasons[0] if reasons else _first_line(text[-500:]) or "unknown error")
 
 
 def _scores(api: Any, chapter_id: str) -> dict[str, tuple[float, float]]:

@@ -1,0 +1,161 @@
+"""The shared check machinery: messages a learner can act on, and no way to patch a pass."""
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from safety_roadmap.checks import _core
+from safety_roadmap.checks._core import Case, CheckFailure, Mistake, NotAttempted, compare, run_check
+from safety_roadmap.checks.linear_algebra import check_cosine_similarity
+from safety_roadmap.reference.linear_algebra import cosine_similarity
+
+from .conftest import ROOT
+
+
+def double(x):
+    return 2 * x
+
+
+CASES = [Case((np.arange(3.0),), "three numbers"), Case((np.ones((2, 2)),), "a 2x2 matrix")]
+
+
+def test_pass_prints_one_line(capsys) -> None:
+    run_check("double", double, double, CASES)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ["✓ double: all 2 quick checks passed"]
+
+
+def test_failure_names_case_shapes_expected_got_and_likely_cause() -> None:
+    with pytest.raises(CheckFailure) as info:
+        run_check("double", lambda x: 3 * x, double, CASES, mistakes=[Mistake("you tripled it.", lambda x: 3 * x)])
+    msg = str(info.value)
+    assert "case 1 of 2 (three numbers; inputs: array shape (3,) float64)" in msg
+    assert "expected [0., 2., 4.]" in msg and "got      [0., 3., 6.]" in msg
+    assert "max abs difference 2" in msg
+    assert "Likely cause: you tripled it." in msg
+
+
+def test_learner_exception_becomes_a_failure_naming_the_case() -> None:
+    def broken(x):
+        return x @ np.ones(5)
+
+    with pytest.raises(CheckFailure, match=r"`double` raised ValueError: .*\n  on case 1 of 2 \(three numbers"):
+        run_check("double", broken, double, CASES)
+
+
+def test_not_implemented_reads_as_not_attempted() -> None:
+    def stub(x):
+        raise NotImplementedError()
+
+    with pytest.raises(NotAttempted, match="not attempted yet"):
+        run_check("double", stub, double, CASES)
+
+
+def test_in_place_mutation_is_caught() -> None:
+    def sneaky(x):
+        x *= 2
+        return x
+
+    with pytest.raises(CheckFailure, match="changed its input argument 1 in place"):
+        run_check("double", sneaky, double, CASES)
+
+
+def test_non_callable_answer() -> None:
+    with pytest.raises(CheckFailure, match="expected a function"):
+        run_check("double", 42, double, CASES)
+
+
+@pytest.mark.parametrize("got,expected,fragment", [
+    (np.zeros((3, 2)), np.zeros((2, 3)), "the transpose of what was expected"),
+    (np.zeros(6), np.zeros((2, 3)), "same number of elements"),
+    (np.array([1.0, np.nan]), np.array([1.0, 2.0]), "nan or inf where finite numbers were expected"),
+    ("text", np.zeros(2), "expected array shape (2,) float64, got 'text'"),
+    ((1.0,), (1.0, 2.0), "expected a tuple of 2 values"),
+    (np.array(["a", "b"]), np.zeros(2), "expected numbers"),
+])
+def test_compare_explains_differences(got, expected, fragment) -> None:
+    problem = compare(got, expected)
+    assert problem is not None and fragment in problem
+
+
+def test_compare_accepts_within_tolerance_and_equal_infinities() -> None:
+    assert compare(np.array([1.0 + 1e-9, np.inf]), np.array([1.0, np.inf])) is None
+    assert compare(np.float32(2.0), 2.0) is None
+    assert compare(np.array([-np.inf]), np.array([np.inf])) is not None
+
+
+def test_patched_numpy_cannot_make_a_wrong_answer_pass() -> None:
+    original = np.allclose
+    np.allclose = lambda *a, **k: True
+    try:
+        with pytest.raises(CheckFailure, match="`numpy.allclose` has been replaced"):
+            check_cosine_similarity(cosine_similarity)
+    finally:
+        np.allclose = original
+    check_cosine_similarity(cosine_similarity)  # restored: checks run again
+
+
+def test_numpy_patched_before_the_checks_were_imported_is_caught() -> None:
+    code = (
+        "import numpy as np\n"
+        "np.array_equal = lambda *a, **k: True\n"
+        "from safety_roadmap.checks.linear_algebra import check_cosine_similarity\n"
+        "check_cosine_similarity(lambda a, b: (a * b).sum(-1))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert run.returncode != 0
+    assert "`numpy.array_equal` has been replaced" in run.stderr
+
+
+def test_trust_covers_other_modules() -> None:
+    import math
+
+    _core.trust(math)
+    original = math.sqrt
+    math.sqrt = lambda x: 0.0
+    try:
+        with pytest.raises(CheckFailure, match="`math.sqrt` has been replaced"):
+            _core.guard()
+    finally:
+        math.sqrt = original
+    _core.guard()
+
+
+@pytest.mark.parametrize("answer", ["b", "B", " b ", "(b)"])
+def test_choice_accepts_any_spelling_of_the_right_letter(answer) -> None:
+    _core.check_choice("q", answer, _core.choice_digest("q", "b"), "abcd")
+
+
+@pytest.mark.parametrize("answer,exc,fragment", [
+    ("a", CheckFailure, "is not the best answer"),
+    ("e", CheckFailure, 'should be one letter, "a", "b", "c" or "d"'),
+    (3, CheckFailure, "should be one letter"),
+    (None, NotAttempted, "not attempted yet"),
+])
+def test_choice_rejects_wrong_and_malformed_answers(answer, exc, fragment) -> None:
+    with pytest.raises(exc, match=fragment):
+        _core.check_choice("q", answer, _core.choice_digest("q", "b"), "abcd")
+
+
+def test_layout_helpers() -> None:
+    x = np.arange(6.0).reshape(2, 3)
+    nc = _core.non_contiguous(x)
+    assert not nc.flags.c_contiguous and np.array_equal(nc, x)
+    ro = _core.read_only(x)
+    assert not ro.flags.writeable and np.array_equal(ro, x)
+    assert "non-contiguous" in _core.describe(nc) and "read-only" in _core.describe(ro)
+
+
+def test_importing_a_checks_module_is_fast() -> None:
+    code = ("import time; t = time.perf_counter(); import safety_roadmap.checks.linear_algebra; "
+            "import sys; bad = [m for m in ('nbgrader', 'nbformat', 'transformer_lens', 'torch') if m in sys.modules]; "
+            "print(time.perf_counter() - t, bad)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    seconds, heavy = run.stdout.split(" ", 1)
+    assert heavy.strip() == "[]", f"checks import pulled in {heavy}"
+    assert float(seconds) < 1.5, f"importing the checks took {seconds}s"
