@@ -1,6 +1,8 @@
 """Shared fixtures: the project root and its validated curriculum."""
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,13 @@ import pytest
 from safety_roadmap.curriculum import Curriculum, load_curriculum
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Never touch the real user's progress database: every `roadmap grade` in the tests
+    (in process or as a subprocess, which inherits the environment) records into a scratch file."""
+    scratch = Path(tempfile.mkdtemp(prefix="roadmap-test-progress-"))
+    os.environ["SAFETY_ROADMAP_PROGRESS_DB"] = str(scratch / "progress.db")
 
 
 @pytest.fixture(scope="session")

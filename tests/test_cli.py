@@ -190,4 +190,5 @@ def test_grade_wrong_answer_names_the_failure_and_grades_several_files(tmp_path:
     assert "missing.ipynb: no such file" in run.stderr
     row = next(line for line in run.stdout.splitlines() if line.strip().startswith("cosine_similarity"))
     assert "0/1" in row and "failed: CheckFailure" in row and "cosine_similarity" in row
+    assert "Likely cause: you returned the plain dot product" in row
     assert "total" in run.stdout and "0/16" in run.stdout

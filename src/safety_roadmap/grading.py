@@ -98,6 +98,15 @@ def _first_line(text: str) -> str:
     return ""
 
 
+def _summary(evalue: str) -> str:
+    """The failure's first line, plus the check's "Likely cause" hint when it gave one."""
+    first = _first_line(evalue)
+    for line in _ANSI.sub("", evalue).splitlines():
+        if line.strip().startswith("Likely cause:"):
+            return f"{first} {line.strip()}"
+    return first
+
+
 def _errors_by_exercise(executed: dict, chapter: Chapter) -> dict[str, tuple[str, str, bool]]:
     """grade_id -> (ename, evalue, a cell since the previous test timed out)."""
     wanted = {e.id for e in chapter.exercises}
@@ -111,7 +120,7 @@ def _errors_by_exercise(executed: dict, chapter: Chapter) -> dict[str, tuple[str
         gid = meta.get("grade_id")
         if meta.get("grade") and gid in wanted:
             err = errors[-1] if errors else {}
-            out[gid] = (err.get("ename", ""), _first_line(err.get("evalue", "")), timed_out)
+            out[gid] = (err.get("ename", ""), _summary(err.get("evalue", "")), timed_out)
             timed_out = False
     return out
 
