@@ -39,7 +39,12 @@ def _load(chapter_id: str, exercise_id: str) -> tuple[Any, Any]:
 
 
 def _label(obj: Any) -> str:
-    return getattr(obj, "__name__", repr(obj))
+    """A test id that is the same in every process (pytest-xdist insists): never a memory address."""
+    if hasattr(obj, "__name__"):
+        return obj.__name__
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return repr(obj)
+    return type(obj).__name__
 
 
 @pytest.mark.parametrize("chapter_id,exercise_id", _exercises())
