@@ -17,6 +17,11 @@ def pytest_configure(config: pytest.Config) -> None:
     (in process or as a subprocess, which inherits the environment) records into a scratch file."""
     scratch = Path(tempfile.mkdtemp(prefix="roadmap-test-progress-"))
     os.environ["SAFETY_ROADMAP_PROGRESS_DB"] = str(scratch / "progress.db")
+    # One BLAS/OpenMP thread per process: the suite runs two workers on two cores, each executing
+    # notebooks in kernels that inherit this; oversubscribed threads made torch checks 50x slower.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,14 @@ def test_not_implemented_reads_as_not_attempted() -> None:
         run_check("double", stub, double, CASES)
 
 
+def test_an_unsolved_helper_is_named_not_the_caller() -> None:
+    namespace: dict = {"__name__": "__main__"}  # as in a notebook
+    exec("def helper(x):\n    raise NotImplementedError()\n\n"
+         "def uses_helper(x):\n    return 2 * helper(x)\n", namespace)
+    with pytest.raises(NotAttempted, match="`double` calls `helper`, which is not attempted yet"):
+        run_check("double", namespace["uses_helper"], double, CASES)
+
+
 def test_in_place_mutation_is_caught() -> None:
     def sneaky(x):
         x *= 2
@@ -159,3 +167,19 @@ def test_importing_a_checks_module_is_fast() -> None:
     seconds, heavy = run.stdout.split(" ", 1)
     assert heavy.strip() == "[]", f"checks import pulled in {heavy}"
     assert float(seconds) < 1.5, f"importing the checks took {seconds}s"
+
+
+def test_a_library_rewrapping_its_own_function_is_not_tampering() -> None:
+    """torch._dynamo re-wraps torch.manual_seed when the first optimizer is built: no false alarm."""
+    import torch
+
+    _core.trust(torch)
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)  # imports torch._dynamo
+    _core.guard()
+    original = torch.manual_seed
+    torch.manual_seed = lambda seed: None
+    try:
+        with pytest.raises(CheckFailure, match="`torch.manual_seed` has been replaced"):
+            _core.guard()
+    finally:
+        torch.manual_seed = original

@@ -59,23 +59,30 @@ def trust(module: _types.ModuleType) -> None:
     if name in _TRUSTED:
         return
     snap: dict[str, Any] = {}
-    for attr in dir(module):
-        if attr.startswith("_"):
-            continue
-        obj = getattr(module, attr, None)
-        if callable(obj):
+    # vars(), not dir()/getattr(): numpy loads some submodules lazily on attribute access (f2py, testing...),
+    # and touching them all would add a second to every checks import.
+    for attr, obj in list(vars(module).items()):
+        if not attr.startswith("_") and callable(obj) and not isinstance(obj, _types.ModuleType):
             snap[attr] = obj
     foreign = {attr for attr, obj in snap.items() if not _is_ours(obj)}
     _TRUSTED[name] = {"module": module, "snapshot": snap, "foreign": foreign}
+
+
+def _library_swap(now: Any, library: str) -> bool:
+    """True when a changed attribute was replaced by the library itself (torch._dynamo re-wraps
+    torch.manual_seed the first time an optimizer is built): that is not tampering."""
+    mod = getattr(now, "__module__", None) or ""
+    return mod.split(".")[0] == library and _is_ours(now)
 
 
 def guard() -> None:
     """Raise CheckFailure if a trusted module's function was swapped out in this session."""
     __tracebackhide__ = True
     for name, info in _TRUSTED.items():
-        module, foreign = info["module"], info["foreign"]
+        module, foreign, library = info["module"], info["foreign"], name.split(".")[0]
         for attr, original in info["snapshot"].items():
-            if getattr(module, attr, None) is not original or attr in foreign:
+            now = getattr(module, attr, None)
+            if attr in foreign or (now is not original and not _library_swap(now, library)):
                 raise CheckFailure(
                     f"`{name}.{attr}` has been replaced in this notebook, so no check can be trusted. "
                     f"Delete the line that assigns to `{name}.{attr}`, restart the kernel and run all cells.")
@@ -226,11 +233,26 @@ def call(fn: Callable[..., Any], name: str, args: Sequence[Any], kwargs: dict | 
         return fn(*args, **(kwargs or {}))
     except NotAttempted:
         raise
-    except NotImplementedError:
+    except NotImplementedError as exc:
+        inner = _raising_function(exc)
+        own = {getattr(fn, "__name__", ""), *name.replace(".", " ").replace("`", " ").split()}
+        if inner and not inner.startswith("__") and inner not in own and inner != "<lambda>":
+            raise NotAttempted(f"`{name}` calls `{inner}`, which is not attempted yet: solve that exercise "
+                               "first (or write the step inline), then run this cell again.") from None
         raise NotAttempted(f"`{name}` is not attempted yet: replace `raise NotImplementedError()` "
                            "with your code, run that cell, then run this one again.") from None
     except Exception as exc:  # the learner's code crashed: show which case made it crash
         raise CheckFailure(f"`{name}` raised {type(exc).__name__}: {exc}\n  on {where}") from exc
+
+
+def _raising_function(exc: BaseException) -> str | None:
+    """The name of the function whose own body raised `exc` (the innermost traceback frame)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code.co_name if tb.tb_frame.f_globals.get("__name__") == "__main__" else None
 
 
 def run_check(name: str, fn: Callable[..., Any], reference: Callable[..., Any], cases: Iterable[Case], *,
