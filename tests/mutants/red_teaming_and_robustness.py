@@ -1,0 +1,372 @@
+"""Mutants and alternatives for chapter 11_red_teaming_and_robustness."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# --------------------------------------------------------------------------- mutants
+
+
+def wilson_is_wald(successes, n, z=1.96):
+    p = successes / n
+    half = z * math.sqrt(p * (1 - p) / n)
+    return max(0.0, p - half), min(1.0, p + half)
+
+
+def wilson_fixed_z(successes, n, z=1.96):
+    z = 1.96  # ignores the argument
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def wilson_centred_on_p(successes, n, z=1.96):
+    p = successes / n
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, p - half), min(1.0, p + half)
+
+
+def wilson_missing_square(successes, n, z=1.96):
+    p = successes / n
+    centre = (p + z / (2 * n)) / (1 + z / n)  # z where z**2 belongs
+    half = z * math.sqrt(p * (1 - p) / n + z / (4 * n * n)) / (1 + z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _random_candidates(request, free_positions, allowed, n_queries, generator):
+    candidates = request.repeat(n_queries, 1)
+    picks = torch.randint(0, len(allowed), (n_queries, len(free_positions)), generator=generator)
+    candidates[:, list(free_positions)] = allowed[picks]
+    return candidates
+
+
+def random_returns_last(score_fn, request, free_positions, allowed, n_queries, generator):
+    candidates = _random_candidates(request, free_positions, allowed, n_queries, generator)
+    score_fn(candidates)
+    return candidates[-1].clone()  # keeps the last try instead of the best
+
+
+def random_argmax(score_fn, request, free_positions, allowed, n_queries, generator):
+    candidates = _random_candidates(request, free_positions, allowed, n_queries, generator)
+    return candidates[score_fn(candidates).argmax()].clone()
+
+
+def random_any_token(score_fn, request, free_positions, allowed, n_queries, generator):
+    vocab = int(max(allowed.max(), request.max())) + 1
+    return random_search_reference_like(score_fn, request, free_positions, torch.arange(vocab), n_queries, generator)
+
+
+def random_all_positions(score_fn, request, free_positions, allowed, n_queries, generator):
+    return random_search_reference_like(score_fn, request, list(range(len(request))), allowed, n_queries, generator)
+
+
+def random_over_budget(score_fn, request, free_positions, allowed, n_queries, generator):
+    return random_search_reference_like(score_fn, request, free_positions, allowed, 10 * n_queries, generator)
+
+
+def random_in_place(score_fn, request, free_positions, allowed, n_queries, generator):
+    best = random_search_reference_like(score_fn, request, free_positions, allowed, n_queries, generator)
+    request[:] = best  # overwrites the caller's request
+    return request
+
+
+def random_search_reference_like(score_fn, request, free_positions, allowed, n_queries, generator):
+    candidates = _random_candidates(request, free_positions, allowed, n_queries, generator)
+    return candidates[score_fn(candidates).argmin()].clone()
+
+
+def grad_flipped(model, tokens, positions):
+    return -grad_reference_like(model, tokens, positions)
+
+
+def grad_of_probability(model, tokens, positions):
+    weight = model.embedding.weight
+    one_hot = F.one_hot(tokens, weight.shape[0]).float().requires_grad_(True)
+    torch.sigmoid(model.from_embeddings((one_hot @ weight)[None])[0]).backward()
+    return one_hot.grad[list(positions)]
+
+
+def grad_wrt_embeddings(model, tokens, positions):
+    emb = model.embedding(tokens).detach().requires_grad_(True)
+    model.from_embeddings(emb[None])[0].backward()
+    return emb.grad[list(positions)]  # [P, d]: never mapped back to the vocabulary
+
+
+def grad_all_positions(model, tokens, positions):
+    weight = model.embedding.weight
+    one_hot = F.one_hot(tokens, weight.shape[0]).float().requires_grad_(True)
+    model.from_embeddings((one_hot @ weight)[None])[0].backward()
+    return one_hot.grad  # ignores `positions`
+
+
+def grad_reference_like(model, tokens, positions):
+    weight = model.embedding.weight
+    one_hot = F.one_hot(tokens, weight.shape[0]).float().requires_grad_(True)
+    model.from_embeddings((one_hot @ weight)[None])[0].backward()
+    return one_hot.grad[list(positions)]
+
+
+def _gcg(model, tokens, free_positions, allowed, top_k, *, largest=False, respect_allowed=True, evaluate=True,
+         worst=False):
+    grads = grad_reference_like(model, tokens, free_positions)
+    if respect_allowed:
+        mask = torch.full_like(grads, float("inf") if not largest else -float("inf"))
+        mask[:, allowed] = 0.0
+        grads = grads + mask
+    top = grads.topk(top_k, dim=1, largest=largest).indices
+    candidates = []
+    for i, pos in enumerate(free_positions):
+        for tok in top[i][: (top_k if evaluate else 1)]:
+            cand = tokens.clone()
+            cand[pos] = tok
+            candidates.append(cand)
+    batch = torch.stack(candidates)
+    if not evaluate:  # trusts the linear estimate: takes the single most negative gradient entry
+        flat = grads.argmin()
+        cand = tokens.clone()
+        cand[free_positions[int(flat) // grads.shape[1]]] = int(flat) % grads.shape[1]
+        return cand
+    with torch.no_grad():
+        scores = model.from_embeddings(model.embedding(batch))
+    return batch[scores.argmax() if worst else scores.argmin()].clone()
+
+
+def gcg_wrong_sign(model, tokens, free_positions, allowed, top_k):
+    return _gcg(model, tokens, free_positions, allowed, top_k, largest=True)
+
+
+def gcg_ignores_allowed(model, tokens, free_positions, allowed, top_k):
+    return _gcg(model, tokens, free_positions, allowed, top_k, respect_allowed=False)
+
+
+def gcg_no_exact_evaluation(model, tokens, free_positions, allowed, top_k):
+    return _gcg(model, tokens, free_positions, allowed, top_k, evaluate=False)
+
+
+def gcg_keeps_worst(model, tokens, free_positions, allowed, top_k):
+    return _gcg(model, tokens, free_positions, allowed, top_k, worst=True)
+
+
+def gcg_swaps_every_position(model, tokens, free_positions, allowed, top_k):
+    grads = grad_reference_like(model, tokens, free_positions)
+    mask = torch.full_like(grads, float("inf"))
+    mask[:, allowed] = 0.0
+    best = (grads + mask).argmin(dim=1)
+    out = tokens.clone()
+    out[list(free_positions)] = best  # one swap per position in a single step
+    return out
+
+
+def _wilson(k, n, z=1.96):
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _defence(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests, *, fresh_from_training=False,
+             refusals_on=None, interval=_wilson, attack=True):
+    with torch.no_grad():
+        asr_training = float((score_fn(training_attacks) <= 0).float().mean())
+        refused = score_fn(benign_requests if refusals_on is None else refusals_on) > 0
+    if fresh_from_training:  # re-scores the attacks the defence was trained on
+        successes = int((score_fn(training_attacks) <= 0).sum())
+        n = len(training_attacks)
+    else:
+        successes = 0
+        for request in fresh_requests:
+            adversarial = attack_fn(score_fn, request) if attack else request
+            with torch.no_grad():
+                successes += int(score_fn(adversarial[None])[0] <= 0)
+        n = len(fresh_requests)
+    return {"asr_training": asr_training, "asr_fresh": successes / n, "asr_fresh_interval": interval(successes, n),
+            "false_refusal_rate": float(refused.float().mean())}
+
+
+def defence_on_training_attacks(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests):
+    return _defence(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests, fresh_from_training=True)
+
+
+def defence_refusals_on_harmful(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests):
+    return _defence(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests, refusals_on=fresh_requests)
+
+
+def defence_wald_interval(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests):
+    return _defence(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests, interval=wilson_is_wald)
+
+
+def defence_never_attacks(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests):
+    return _defence(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests, attack=False)
+
+
+def defence_attacks_under_no_grad(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests):
+    with torch.no_grad():
+        return _defence(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests)
+
+
+def direction_unnormalised(acts_harmful, acts_benign):
+    return acts_harmful.mean(0) - acts_benign.mean(0)
+
+
+def direction_reversed(acts_harmful, acts_benign):
+    d = acts_benign.mean(0) - acts_harmful.mean(0)
+    return d / d.norm()
+
+
+def direction_wrong_axis(acts_harmful, acts_benign):
+    d = acts_harmful.mean(1).mean() - acts_benign.mean(1).mean()  # averages the features away
+    return d / d.abs()
+
+
+def breaker_mean(hidden, direction):
+    return (hidden @ direction).mean(dim=1)
+
+
+def breaker_abs(hidden, direction):
+    return (hidden @ direction).abs().amax(dim=1)
+
+
+def breaker_pooled_first(hidden, direction):
+    return hidden.amax(dim=1) @ direction  # max of each feature, then projected: not a projection's max
+
+
+def threshold_wrong_tail(benign_scores, max_false_refusal):
+    return float(torch.quantile(benign_scores.flatten().double(), max_false_refusal))
+
+
+def threshold_off_by_one(benign_scores, max_false_refusal):
+    ordered = benign_scores.flatten().sort(descending=True).values
+    k = int(math.floor(max_false_refusal * ordered.numel() + 1e-9))
+    return float(ordered[min(k + 1, ordered.numel() - 1)])  # one refusal too many
+
+
+def threshold_too_strict(benign_scores, max_false_refusal):
+    ordered = benign_scores.flatten().sort(descending=True).values
+    k = int(math.floor(max_false_refusal * ordered.numel() + 1e-9))
+    return float(ordered[max(k - 1, 0)])  # wastes part of the budget
+
+
+def threshold_gaussian(benign_scores, max_false_refusal):
+    s = benign_scores.flatten()
+    return float(s.mean() + 2 * s.std())
+
+
+MUTANTS = {
+    "wilson_interval": [wilson_is_wald, wilson_fixed_z, wilson_centred_on_p, wilson_missing_square],
+    "random_search_attack": [random_returns_last, random_argmax, random_any_token, random_all_positions,
+                             random_over_budget, random_in_place],
+    "token_gradients": [grad_flipped, grad_of_probability, grad_wrt_embeddings, grad_all_positions],
+    "gcg_step": [gcg_wrong_sign, gcg_ignores_allowed, gcg_no_exact_evaluation, gcg_keeps_worst,
+                 gcg_swaps_every_position],
+    "evaluate_defence": [defence_on_training_attacks, defence_refusals_on_harmful, defence_wald_interval,
+                         defence_never_attacks, defence_attacks_under_no_grad],
+    "harmful_direction": [direction_unnormalised, direction_reversed, direction_wrong_axis],
+    "breaker_scores": [breaker_mean, breaker_abs, breaker_pooled_first],
+    "refusal_threshold": [threshold_wrong_tail, threshold_off_by_one, threshold_too_strict, threshold_gaussian],
+}
+
+# --------------------------------------------------------------------------- correct alternatives
+
+
+def wilson_quadratic(successes, n, z=1.96):
+    # the interval is where (p_hat - p)^2 = z^2 p (1 - p) / n: a quadratic a p^2 + b p + c = 0
+    p_hat = successes / n
+    a = 1 + z ** 2 / n
+    b = -(2 * p_hat + z ** 2 / n)
+    c = p_hat ** 2
+    root = math.sqrt(max(b * b - 4 * a * c, 0.0))
+    return max(0.0, (-b - root) / (2 * a)), min(1.0, (-b + root) / (2 * a))
+
+
+def random_one_at_a_time(score_fn, request, free_positions, allowed, n_queries, generator):
+    best, best_score = None, float("inf")
+    for _ in range(n_queries):
+        cand = request.clone()
+        for pos in free_positions:
+            cand[pos] = allowed[torch.randint(len(allowed), (1,), generator=generator)]
+        score = float(score_fn(cand[None])[0])
+        if score < best_score:
+            best, best_score = cand, score
+    return best
+
+
+def grad_via_embedding_matrix(model, tokens, positions):
+    emb = model.embedding(tokens).detach().requires_grad_(True)        # [L, d]
+    logit = model.from_embeddings(emb[None])[0]
+    (g,) = torch.autograd.grad(logit, emb)
+    return g[list(positions)] @ model.embedding.weight.T                # [P, V]
+
+
+def grad_relative_to_current(model, tokens, positions):
+    g = grad_via_embedding_matrix(model, tokens, positions)
+    return g - g.gather(1, tokens[list(positions)][:, None])           # estimated change from each swap
+
+
+def gcg_exhaustive(model, tokens, free_positions, allowed, top_k):
+    # tries every allowed token at every free position: at least as good as the top-k shortlist
+    candidates = [tokens.clone()]
+    for pos in free_positions:
+        for tok in allowed:
+            cand = tokens.clone()
+            cand[pos] = tok
+            candidates.append(cand)
+    batch = torch.stack(candidates)
+    with torch.no_grad():
+        return batch[model(batch).argmin()].clone()
+
+
+def gcg_always_moves(model, tokens, free_positions, allowed, top_k):
+    # classic GCG: takes the best candidate swap even when no candidate beats the current tokens
+    return _gcg(model, tokens, free_positions, allowed, top_k)
+
+
+def defence_vectorised(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests):
+    adversarial = torch.stack([attack_fn(score_fn, r) for r in fresh_requests])
+    with torch.no_grad():
+        evaded = score_fn(adversarial) <= 0
+        out = {"asr_training": (score_fn(training_attacks) <= 0).double().mean().item(),
+               "asr_fresh": evaded.double().mean().item(),
+               "false_refusal_rate": (score_fn(benign_requests) > 0).double().mean().item()}
+    out["asr_fresh_interval"] = wilson_quadratic(int(evaded.sum()), len(evaded))
+    return out
+
+
+def direction_normalize(acts_harmful, acts_benign):
+    return F.normalize(acts_harmful.sum(0) / len(acts_harmful) - acts_benign.sum(0) / len(acts_benign), dim=0)
+
+
+def breaker_einsum(hidden, direction):
+    return torch.einsum("nlh,h->nl", hidden, direction).max(dim=1).values
+
+
+def threshold_by_counting(benign_scores, max_false_refusal):
+    scores = sorted(float(s) for s in benign_scores.flatten())
+    n = len(scores)
+    budget = math.floor(max_false_refusal * n + 1e-9)
+    for t in scores:                      # ascending: the first one within budget is the smallest
+        if sum(s > t for s in scores) <= budget:
+            return t
+    return scores[-1]
+
+
+def threshold_midpoint(benign_scores, max_false_refusal):
+    ordered = benign_scores.flatten().sort(descending=True).values
+    k = int(math.floor(max_false_refusal * ordered.numel() + 1e-9))
+    if k == 0 or k >= ordered.numel():
+        return float(ordered[min(k, ordered.numel() - 1)])
+    return float(ordered[k] + ordered[k - 1]) / 2 if ordered[k] < ordered[k - 1] else float(ordered[k])
+
+
+ALTERNATIVES = {
+    "wilson_interval": [wilson_quadratic],
+    "random_search_attack": [random_one_at_a_time],
+    "token_gradients": [grad_via_embedding_matrix, grad_relative_to_current],
+    "gcg_step": [gcg_exhaustive, gcg_always_moves],
+    "evaluate_defence": [defence_vectorised],
+    "harmful_direction": [direction_normalize],
+    "breaker_scores": [breaker_einsum],
+    "refusal_threshold": [threshold_by_counting, threshold_midpoint],
+}
