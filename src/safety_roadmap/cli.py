@@ -1,4 +1,5 @@
-"""The `roadmap` command: list the course, build learner notebooks, grade your work.
+"""The `roadmap` command: list the course, build learner notebooks, grade your work, see your
+progress and hints; and, for instructors, grade a whole cohort.
 
 Heavy imports (nbgrader, nbformat) happen inside the subcommands that need
 them, so `roadmap list` answers at once.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -52,9 +54,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_grade(args: argparse.Namespace) -> int:
     from .grading import format_table, grade_notebook
+    from .progress import record
 
     cur, root = _load()
-    results, failed = [], False
+    results, failed, unrecorded = [], False, None
     for raw in args.paths:
         try:
             res = grade_notebook(Path(raw), cur, root, timeout=args.timeout)
@@ -65,13 +68,104 @@ def cmd_grade(args: argparse.Namespace) -> int:
         results.append(res)
         if not args.json:
             print(format_table(res))
+        if args.record and unrecorded is None:
+            try:
+                record(res)
+            except RoadmapError as exc:
+                unrecorded = exc
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
+    if unrecorded is not None:
+        print(f"roadmap grade: error: progress not recorded: {unrecorded}", file=sys.stderr)
+        failed = True
     return 1 if failed else 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from .progress import format_status, learner_status
+
+    cur, _ = _load()
+    status = learner_status(cur)
+    if args.json:
+        print(json.dumps(status.to_json(), indent=2))
+    else:
+        print(format_status(status, cur.title))
+    return 0
+
+
+def cmd_hint(args: argparse.Namespace) -> int:
+    from .hints import hint
+
+    cur, root = _load()
+    print(hint(cur, root, args.chapter, args.exercise, args.number), end="")
+    return 0
+
+
+def cmd_cohort_init(args: argparse.Namespace) -> int:
+    from .cohort.create import init_cohort
+
+    cur, root = _load()
+    for line in init_cohort(Path(args.dir), cur, root, args.chapters or None, timeout=args.timeout):
+        print(line)
+    print(f"Ready: {args.dir}. Students work on release/<chapter>/<chapter>.ipynb; put what they hand in at "
+          f"submitted/<student>/<chapter>/<chapter>.ipynb (`nbgrader collect` does), then "
+          f"`roadmap cohort grade {args.dir}`.")
+    return 0
+
+
+def cmd_cohort_grade(args: argparse.Namespace) -> int:
+    from .cohort.grade import grade_cohort
+
+    run = grade_cohort(Path(args.dir), workers=args.workers, timeout=args.timeout, memory_mb=args.memory_mb,
+                       force=args.force, students=args.student or None, assignments=args.assignment or None)
+    skipped = f", skipped {len(run.skipped)} unchanged (--force regrades them)" if run.skipped else ""
+    print(f"graded {len(run.graded)} submission(s){skipped} in {run.seconds:.0f} s")
+    if run.problems:
+        print(f"{len(run.problems)} submission(s) with problems (each graded as far as it could be):")
+        for key in sorted(run.problems):
+            for line in run.problems[key]:
+                print(f"  {key}: {line}")
+    for err in run.errors:
+        print(f"roadmap cohort grade: error: {err}", file=sys.stderr)
+    if run.graded or run.skipped:
+        print(f"Next: `roadmap cohort report {args.dir}`")
+    return 1 if run.errors else 0
+
+
+def cmd_cohort_report(args: argparse.Namespace) -> int:
+    from .cohort.report import report_cohort
+
+    rep = report_cohort(Path(args.dir))
+    print(rep.text, end="")
+    print(f"\nwrote {rep.grades_csv}, {rep.exercises_csv.name}, {rep.summary_txt.name}, "
+          f"and {len(rep.feedback)} feedback page(s) under {Path(args.dir) / 'feedback'} (hidden tests removed)")
+    for err in rep.errors:
+        print(f"roadmap cohort report: error: {err}", file=sys.stderr)
+    return 1 if rep.errors else 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes in one line on stderr (exit status 2), like every other roadmap error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive(kind: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number of {kind}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number of {kind}, got {text!r}")
+        return value
+    return parse
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="roadmap", description="The AI Safety Roadmap course: list, build, grade.")
+    p = _Parser(prog="roadmap", description="The AI Safety Roadmap course: list, build, grade, status, hints; "
+                "cohort grading for instructors.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("list", help="the phases and chapters, with hours, difficulty and prerequisites")
@@ -87,7 +181,43 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print results as JSON, one object per notebook")
     s.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
                    help="per-cell time limit (default 120)")
+    s.add_argument("--no-record", dest="record", action="store_false",
+                   help="do not record the result in your progress (see `roadmap status`)")
     s.set_defaults(func=cmd_grade)
+
+    s = sub.add_parser("status", help="your progress: points per chapter, what is unlocked, what to do next")
+    s.add_argument("--json", action="store_true", help="print it as JSON")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("hint", help="print the N-th hint for an exercise (without the solution)")
+    s.add_argument("chapter", metavar="CHAPTER", help="chapter id (or a unique prefix such as 01)")
+    s.add_argument("exercise", metavar="EXERCISE", help="exercise id, as in `roadmap list --json`")
+    s.add_argument("number", metavar="N", nargs="?", type=int, default=1, help="which hint (default 1)")
+    s.set_defaults(func=cmd_hint)
+
+    s = sub.add_parser("cohort", help="instructors: grade a cohort with nbgrader (init, grade, report)")
+    csub = s.add_subparsers(dest="cohort_command", required=True, metavar="ACTION")
+    c = csub.add_parser("init", help="create an nbgrader course folder with the chapters as assignments")
+    c.add_argument("dir", metavar="DIR", help="the course folder to create (new or empty)")
+    c.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapter ids (default: all)")
+    c.add_argument("--timeout", type=_positive("seconds"), default=120, metavar="SECONDS",
+                   help="per-cell time limit written to nbgrader_config.py (default 120)")
+    c.set_defaults(func=cmd_cohort_init)
+    c = csub.add_parser("grade", help="autograde every submission in DIR/submitted/, in parallel")
+    c.add_argument("dir", metavar="DIR", help="the cohort's course folder")
+    c.add_argument("--workers", type=_positive("workers"), default=None, metavar="N",
+                   help="parallel grading processes (default: half the CPU cores, at most 4)")
+    c.add_argument("--timeout", type=_positive("seconds"), default=None, metavar="SECONDS",
+                   help="per-cell time limit (default: nbgrader_config.py's Execute.timeout)")
+    c.add_argument("--memory-mb", type=_positive("megabytes"), default=None, metavar="MB",
+                   help="address-space limit per kernel (default: physical memory / (workers + 1), 2-8 GiB)")
+    c.add_argument("--force", action="store_true", help="regrade submissions that have not changed")
+    c.add_argument("--student", action="append", metavar="ID", help="grade only this student (repeatable)")
+    c.add_argument("--assignment", action="append", metavar="CHAPTER", help="grade only this chapter (repeatable)")
+    c.set_defaults(func=cmd_cohort_grade)
+    c = csub.add_parser("report", help="grades CSV, per-exercise summary, feedback HTML without hidden tests")
+    c.add_argument("dir", metavar="DIR", help="the cohort's course folder")
+    c.set_defaults(func=cmd_cohort_report)
     return p
 
 
@@ -102,7 +232,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except RoadmapError as exc:
-        print(f"roadmap {args.command}: error: {exc}", file=sys.stderr)
+        name = f"{args.command} {args.cohort_command}" if args.command == "cohort" else args.command
+        print(f"roadmap {name}: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `roadmap status | head`: the reader has gone, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # a folder that cannot be created, a file that cannot be written...
+        name = f"{args.command} {args.cohort_command}" if args.command == "cohort" else args.command
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"roadmap {name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("roadmap: interrupted", file=sys.stderr)

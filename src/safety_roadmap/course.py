@@ -72,13 +72,17 @@ def make_config(root: Path, *, timeout: int | None = None, database: bool = True
 
 def api_for(root: Path, **config: Any) -> Any:
     """An in-process `NbGraderAPI` for the course at `root`, with nbgrader's logging kept quiet."""
+    return api_from_config(make_config(root, **config))
+
+
+def api_from_config(cfg: Any) -> Any:
+    """An in-process `NbGraderAPI` for a ready-made config (see `make_config`), logging kept quiet."""
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
     logging.getLogger("traitlets").setLevel(logging.ERROR)
     # nbgrader 0.9.6 triggers SQLAlchemy 2 "not in session" warnings on every autograde: noise, not a fault.
     warnings.filterwarnings("ignore", message=".*not in session.*")
-    cfg = make_config(root, **config)
     return NbGraderAPI(coursedir=CourseDirectory(config=cfg), config=cfg)
 
 

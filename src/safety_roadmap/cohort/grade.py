@@ -1,0 +1,629 @@
+"""`roadmap cohort grade`: autograde every submission, in parallel, into one gradebook.
+
+How the work is split, and why:
+
+- The parent snapshots each submission (`submitted/<student>/<assignment>/`)
+  before any student code runs, and skips those whose bytes, source and settings
+  are unchanged since the last run (unless `force`).
+- Worker processes (`worker.py`) execute submissions in private scratch courses,
+  each with its own kernel, per-cell timeouts and a memory cap. They never open
+  the course's gradebook.
+- The parent alone writes grades, one submission at a time, by running nbgrader's
+  own autograde on the executed notebook with execution switched off
+  (`SaveAutoGrades`, `AssignLatePenalties`): SQLite has a single writer, and the
+  scores are exactly what nbgrader computes. It writes into a private working copy
+  of the gradebook, which replaces `gradebook.db` once no student code is running
+  any more (also after Ctrl-C, so finished work is kept).
+- A submission that cannot be graded (no notebook, corrupt JSON, a grading process
+  that died or ran past its overall limit) is recorded with zero points, as nbgrader
+  does for a missing notebook, and reported; it never stops the others.
+- Student code is not sandboxed (nbgrader never is). If `gradebook.db` changed
+  while submissions ran, the changed file is set aside, not merged, and the run
+  says so.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import queue
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .. import grading
+from ..errors import RoadmapError
+from . import layout
+
+GiB = 1024 ** 3
+MAX_SUBMISSION_BYTES = 200 * 1024 ** 2
+STARTUP_SLACK = 120  # seconds a worker may spend starting (imports, kernel start) on top of the cell limits
+
+
+def default_workers() -> int:
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def default_memory_mb(workers: int) -> int:
+    """Physical memory shared among the kernels (and the parent), between 2 and 8 GiB each."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not Linux or macOS
+        total = 8 * GiB
+    return int(min(8 * GiB, max(2 * GiB, total // (workers + 1))) // 1024 ** 2)
+
+
+@dataclass
+class Submission:
+    student: str
+    assignment: str
+    folder: Path
+    notebooks: list[str]
+    files: dict[str, bytes] = field(default_factory=dict)
+    problem: str = ""          # set when it cannot be executed at all (missing or corrupt notebook)
+    digest: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.student}/{self.assignment}"
+
+    def task(self) -> dict[str, Any]:
+        return {"key": self.key, "student": self.student, "assignment": self.assignment,
+                "files": self.files, "notebooks": self.notebooks}
+
+
+@dataclass
+class GradeRun:
+    graded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    problems: dict[str, list[str]] = field(default_factory=dict)   # submission key -> what went wrong
+    errors: list[str] = field(default_factory=list)                # not a student's fault: the run itself
+    seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------- finding submissions
+
+
+def _registered(course_dir: Path) -> tuple[dict[str, list[str]], set[tuple[str, str]]]:
+    """assignment -> its notebook names; and the (student, assignment) pairs the gradebook has graded.
+
+    Read with plain SQL (nbgrader's schema), so a run with nothing to do never imports nbgrader."""
+    path = course_dir / layout.GRADEBOOK
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            names: dict[str, list[str]] = {a: [] for (a,) in con.execute("SELECT name FROM assignment")}
+            for a, nb in con.execute("SELECT a.name, n.name FROM notebook n JOIN assignment a ON n.assignment_id = a.id"):
+                names.setdefault(a, []).append(nb)
+            done = set(con.execute("SELECT s.student_id, a.name FROM submitted_assignment s "
+                                   "JOIN assignment a ON s.assignment_id = a.id").fetchall())
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise RoadmapError(f"{path}: not a readable nbgrader gradebook ({exc})") from None
+    return {a: sorted(nbs) for a, nbs in names.items()}, {(str(s), str(a)) for s, a in done}
+
+
+def _ignored(rel: Path) -> bool:
+    return any(part in layout.IGNORE or part.startswith(".") for part in rel.parts)
+
+
+def _snapshot(folder: Path) -> tuple[dict[str, bytes], str]:
+    """The submission's files (nbgrader's ignore list and links left out), read once, before any code runs."""
+    files: dict[str, bytes] = {}
+    total = 0
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if path.is_symlink() or not path.is_file() or _ignored(rel):
+            continue
+        total += path.stat().st_size
+        if total > MAX_SUBMISSION_BYTES:
+            return {}, f"submission is larger than {MAX_SUBMISSION_BYTES // 1024 ** 2} MB; not graded"
+        files[rel.as_posix()] = path.read_bytes()
+    return files, ""
+
+
+def _notebook_problem(sub: Submission) -> str:
+    """Why the submission's notebooks cannot be executed at all, or ''."""
+    for name in sub.notebooks:
+        rel = f"{name}.ipynb"
+        if rel not in sub.files:
+            others = sorted(f for f in sub.files if f.endswith(".ipynb"))
+            found = f" (found {', '.join(others)}: rename it to {rel})" if others else ""
+            return f"missing notebook: no {rel} in submitted/{sub.key}/{found}"
+        try:
+            nb = json.loads(sub.files[rel].decode("utf-8"))
+        except UnicodeDecodeError:
+            return f"corrupt notebook: {rel} is not UTF-8 text"
+        except ValueError as exc:
+            line = getattr(exc, "lineno", "?")
+            return f"corrupt notebook: {rel} is not valid JSON (line {line}): {str(exc).split(':')[0]}"
+        if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list) or "nbformat" not in nb:
+            return f"corrupt notebook: {rel} is JSON but not a notebook (no 'cells' and 'nbformat')"
+    return ""
+
+
+def _digest(files: dict[str, bytes], extra: str) -> str:
+    h = hashlib.sha256(extra.encode())
+    for rel in sorted(files):
+        h.update(rel.encode() + b"\0" + hashlib.sha256(files[rel]).digest())
+    return h.hexdigest()
+
+
+def _source_fingerprint(course_dir: Path, assignment: str) -> str:
+    h = hashlib.sha256()
+    src = course_dir / "source" / assignment
+    for path in sorted(src.rglob("*")):
+        if path.is_file():
+            h.update(path.relative_to(src).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def find_submissions(course_dir: Path, notebooks: dict[str, list[str]], *, settings_key: str,
+                     students: Iterable[str] | None = None,
+                     assignments: Iterable[str] | None = None) -> tuple[list[Submission], dict[str, list[str]]]:
+    """Every `submitted/<student>/<assignment>/` folder, snapshotted; and problems with the layout itself."""
+    root = course_dir / "submitted"
+    wanted_students = set(students or [])
+    wanted = set(assignments or notebooks)
+    problems: dict[str, list[str]] = {}
+    subs: list[Submission] = []
+    fingerprints = {a: _source_fingerprint(course_dir, a) for a in wanted}
+    if not root.is_dir():
+        return subs, problems
+    for student_dir in sorted(root.iterdir()):
+        student = student_dir.name
+        if not student_dir.is_dir() or student.startswith(".") or (wanted_students and student not in wanted_students):
+            continue
+        for folder in sorted(student_dir.iterdir()):
+            if not folder.is_dir() or folder.name.startswith("."):
+                continue
+            if folder.name not in notebooks:
+                problems.setdefault(f"{student}/{folder.name}", []).append(
+                    f"unknown assignment '{folder.name}' (the gradebook has: {', '.join(sorted(notebooks))}); "
+                    "not graded")
+                continue
+            if folder.name not in wanted:
+                continue
+            sub = Submission(student, folder.name, folder, notebooks[folder.name])
+            sub.files, sub.problem = _snapshot(folder)
+            sub.problem = sub.problem or _notebook_problem(sub)
+            sub.digest = _digest(sub.files, f"{settings_key}|{fingerprints[folder.name]}|{sub.problem}")
+            subs.append(sub)
+    return subs, problems
+
+
+# --------------------------------------------------------------------------- what an executed notebook tells us
+
+
+def execution_problems(nb: dict[str, Any], timeout: int | None, memory_mb: int) -> list[str]:
+    """Kernel deaths, timeouts, stuck kernels and memory errors seen in an executed notebook, one line each."""
+    out: list[str] = []
+    for i, cell in enumerate(nb.get("cells", []), 1):
+        for o in cell.get("outputs", []):
+            if o.get("output_type") != "error":
+                continue
+            name = o.get("ename")
+            if name == "DeadKernelError":
+                out.append(f"the kernel died in cell {i} (exit(), a crash, or out of memory); "
+                           "the cells after it were not run")
+            elif name == "CellTimeoutError":
+                out.append(f"cell {i} ran past the {timeout} s time limit and was interrupted")
+            elif name == "MemoryError":
+                out.append(f"cell {i} ran out of memory (limit {memory_mb} MB per kernel)")
+            elif name == "CellNotRun" and "busy" in (o.get("evalue") or "") and not any("still busy" in p for p in out):
+                out.append("the kernel was still busy after the interrupt: the cells after it were not run")
+    return list(dict.fromkeys(out))
+
+
+# --------------------------------------------------------------------------- the gradebook: one writer, watched
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class GradebookGuard:
+    """Notice any change to `gradebook.db` made while this run's student code was running."""
+
+    def __init__(self, course_dir: Path) -> None:
+        self.db = course_dir / layout.GRADEBOOK
+        self.dir = layout.state_dir(course_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.digest = _sha(self.db)
+
+    def install(self, working: Path) -> str:
+        """Replace gradebook.db with our working copy; '' or a line saying what was set aside."""
+        message = ""
+        if _sha(self.db) != self.digest:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            aside = self.dir / f"gradebook.changed-{stamp}.db"
+            shutil.copyfile(self.db, aside)
+            message = (f"{self.db.name} was changed by something other than this run while submissions were "
+                       f"executing (student code is not sandboxed): that change was not kept; the changed file "
+                       f"is {aside.relative_to(self.dir.parent)}")
+        shutil.copyfile(self.db, self.dir / "gradebook.before-last-run.db")
+        incoming = self.dir / "gradebook.incoming.db"
+        shutil.copyfile(working, incoming)
+        os.replace(incoming, self.db)
+        self.digest = _sha(self.db)
+        return message
+
+
+def make_template(gradebook: Path, dest: Path) -> None:
+    """A copy of the gradebook with the assignments (source cells, checksums) but no students."""
+    from nbgrader.api import Gradebook
+
+    shutil.copyfile(gradebook, dest)
+    with Gradebook(f"sqlite:///{dest}") as gb:
+        for student in [s.id for s in gb.students]:
+            gb.remove_student(student)
+    con = sqlite3.connect(dest)
+    try:
+        con.execute("VACUUM")  # deleted rows must not linger in free pages
+    finally:
+        con.close()
+
+
+def _timestamp(sub: Submission) -> str | None:
+    raw = sub.files.get("timestamp.txt", b"").decode("utf-8", "replace").strip()
+    return raw or None
+
+
+def record_zero(course_dir: Path, sub: Submission, db: Path) -> None:
+    """Register the submission with zero points on every test, as nbgrader does for a missing notebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{db}", layout.COURSE_ID) as gb:
+        gb.update_or_create_student(sub.student)
+        kwargs = {"timestamp": _timestamp(sub)} if _timestamp(sub) else {}
+        try:
+            submission = gb.update_or_create_submission(sub.assignment, sub.student, **kwargs)
+        except (ValueError, TypeError):
+            submission = gb.update_or_create_submission(sub.assignment, sub.student)
+        for nb in submission.notebooks:
+            for grade in nb.grades:
+                grade.auto_score = 0
+                grade.needs_manual_grade = False
+        gb.db.commit()
+    for step in ("autograded", "feedback"):  # what an earlier, gradable version of it left behind
+        stale = course_dir / step / sub.student / sub.assignment
+        if stale.exists():
+            shutil.rmtree(stale)
+
+
+class Merger:
+    """Write one executed submission into the course: nbgrader's autograde with execution switched off."""
+
+    def __init__(self, course_dir: Path, staging: Path, file_config: Any, db: Path) -> None:
+        from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, SaveAutoGrades
+
+        self.course_dir, self.staging = course_dir, staging
+        cfg = layout.make_config(course_dir, file_config=file_config, db_path=db)
+        cfg.CourseDirectory.submitted_directory = str(staging)
+        cfg.Autograde.sanitize_preprocessors = []
+        cfg.Autograde.autograde_preprocessors = [SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+        self.api = layout.api(cfg)
+
+    def merge(self, sub: Submission, notebooks: dict[str, str]) -> str:
+        """'' on success, else why nbgrader refused."""
+        folder = self.staging / sub.student / sub.assignment
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        for rel, data in sub.files.items():  # the student's other files and timestamp, as submitted
+            if not rel.endswith(".ipynb"):
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                (folder / rel).write_bytes(data)
+        for name, text in notebooks.items():
+            (folder / f"{name}.ipynb").write_text(text, encoding="utf-8")
+        result = self.api.autograde(sub.assignment, sub.student, force=True, create=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        if result.get("success"):
+            return ""
+        return grading._explain_failure(result)
+
+
+# --------------------------------------------------------------------------- the worker pool
+
+
+def _kill_tree(pid: int) -> None:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = proc.children(recursive=True) + [proc]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+
+
+class Pool:
+    """N worker processes; a worker that dies or overruns is replaced, and only its submission suffers."""
+
+    def __init__(self, n: int, settings: dict[str, Any]) -> None:
+        from . import worker
+
+        self.ctx = multiprocessing.get_context("spawn")
+        self.target = worker.worker_main
+        self.settings = settings
+        self.results = self.ctx.Queue()
+        self.workers: dict[int, tuple[Any, Any]] = {}
+        self.ready: set[int] = set()
+        self.next_id = 0
+        for _ in range(n):
+            self._start()
+
+    def _start(self) -> int:
+        wid, self.next_id = self.next_id, self.next_id + 1
+        tasks = self.ctx.Queue()
+        proc = self.ctx.Process(target=self.target, args=(wid, tasks, self.results, self.settings), daemon=True)
+        proc.start()
+        self.workers[wid] = (proc, tasks)
+        return wid
+
+    def _replace(self, wid: int) -> None:
+        proc, _ = self.workers.pop(wid)
+        _kill_tree(proc.pid)
+        proc.join(5)
+        self._start()
+
+    def run(self, jobs: list[tuple[dict[str, Any], float]], on_result: Callable[[str, dict[str, Any]], None]) -> None:
+        """Run (task, time limit) jobs; call on_result(key, outcome) in the parent as each finishes."""
+        pending = deque(jobs)
+        busy: dict[int, tuple[str, float, float]] = {}  # worker -> (key, deadline, limit)
+        while pending or busy:
+            for wid, (_, tasks) in list(self.workers.items()):
+                if wid not in busy and pending:
+                    task, limit = pending.popleft()
+                    tasks.put(task)
+                    busy[wid] = (task["key"], time.monotonic() + limit, limit)
+            try:
+                wid, key, out = self.results.get(timeout=0.5)
+            except queue.Empty:
+                pass
+            else:
+                if key is None:
+                    self.ready.add(wid)
+                elif wid in busy and busy[wid][0] == key:
+                    del busy[wid]
+                    on_result(key, out)
+                continue
+            for wid, (key, deadline, limit) in list(busy.items()):
+                proc = self.workers[wid][0]
+                if not proc.is_alive():
+                    del busy[wid]
+                    last = self._last_log_line(wid)
+                    if wid not in self.ready:  # it never got going: every other worker would fail the same way
+                        raise RoadmapError(f"a grading process could not start (exit code {proc.exitcode})"
+                                           + (f": {last}" if last else ""))
+                    self._replace(wid)
+                    on_result(key, {"ok": False, "notebooks": {}, "error":
+                                    f"the grading process died (exit code {proc.exitcode}) while running it"
+                                    + (f" ({last})" if last else "")})
+                elif time.monotonic() > deadline:
+                    del busy[wid]
+                    self._replace(wid)
+                    on_result(key, {"ok": False, "notebooks": {}, "error":
+                                    f"stopped after {limit:.0f} s, the overall limit for one submission"})
+
+    def _last_log_line(self, wid: int) -> str:
+        try:
+            text = (Path(self.settings["run_tmp"]) / f"worker-{wid}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return lines[-1][:200] if lines else ""
+
+    def close(self) -> None:
+        for proc, tasks in self.workers.values():
+            try:
+                tasks.put(None)
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + 30
+        for proc, _ in self.workers.values():
+            proc.join(max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                _kill_tree(proc.pid)
+        self.workers.clear()
+
+    def kill(self) -> None:
+        for proc, _ in self.workers.values():
+            _kill_tree(proc.pid)
+        self.workers.clear()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def grade_cohort(course_dir: Path, *, workers: int | None = None, timeout: int | None = None,
+                 memory_mb: int | None = None, force: bool = False, students: list[str] | None = None,
+                 assignments: list[str] | None = None, progress: bool | None = None,
+                 say: Callable[[str], None] = print) -> GradeRun:
+    """Autograde the cohort's submissions; return what was graded, skipped and went wrong."""
+    start = time.monotonic()
+    course_dir = layout.require_cohort(course_dir)
+    workers = workers or default_workers()
+    if workers < 1:
+        raise RoadmapError("--workers must be at least 1")
+    file_config = layout.load_file_config(course_dir)
+    cfg = layout.make_config(course_dir, timeout=timeout, file_config=file_config)
+    timeout = int(cfg.Execute.timeout) if "timeout" in cfg.Execute else grading.DEFAULT_TIMEOUT
+    if timeout <= 0:
+        raise RoadmapError("--timeout must be a positive number of seconds")
+    memory_mb = memory_mb or default_memory_mb(workers)
+    if memory_mb < 256:
+        raise RoadmapError("--memory-mb must be at least 256 (a Python kernel with NumPy needs more than that)")
+    notebooks, done = _registered(course_dir)
+    if not notebooks:
+        raise RoadmapError(f"{course_dir}: the gradebook has no assignments; add chapters with "
+                           f"`roadmap cohort init {course_dir} CHAPTER`")
+    for a in assignments or []:
+        if a not in notebooks:
+            raise RoadmapError(f"no assignment '{a}' in this course (it has: {', '.join(sorted(notebooks))})")
+    for s in students or []:
+        if not (course_dir / "submitted" / s).is_dir():
+            raise RoadmapError(f"no student '{s}' in {course_dir / 'submitted'}")
+
+    state_path = layout.state_dir(course_dir) / layout.STATE_FILE
+    state = layout.read_json(state_path, {"version": 1, "submissions": {}})
+    recorded: dict[str, Any] = state.setdefault("submissions", {})
+    settings_key = f"timeout={timeout}|memory={memory_mb}"
+    subs, layout_problems = find_submissions(course_dir, notebooks, settings_key=settings_key,
+                                             students=students, assignments=assignments)
+    run = GradeRun(problems=dict(layout_problems))
+    todo = []
+    for sub in subs:
+        prior = recorded.get(sub.key, {})
+        if not force and prior.get("digest") == sub.digest and (sub.student, sub.assignment) in done:
+            run.skipped.append(sub.key)
+            if prior.get("problems"):
+                run.problems[sub.key] = list(prior["problems"])
+        else:
+            todo.append(sub)
+    if not subs:
+        say(f"no submissions in {course_dir / 'submitted'} (expected submitted/<student>/<assignment>/"
+            "<assignment>.ipynb, as `nbgrader collect` leaves them)")
+    if not todo:
+        run.seconds = time.monotonic() - start
+        return run
+
+    lock = _lock(course_dir)
+    try:
+        _grade(course_dir, todo, run, state, state_path, workers=workers, timeout=timeout, memory_mb=memory_mb,
+               file_config=file_config, progress=progress)
+    finally:
+        lock.close()
+    run.errors = list(dict.fromkeys(e for e in run.errors if e))
+    run.seconds = time.monotonic() - start
+    return run
+
+
+def _grade(course_dir: Path, todo: list[Submission], run: GradeRun, state: dict[str, Any], state_path: Path, *,
+           workers: int, timeout: int, memory_mb: int, file_config: Any, progress: bool | None) -> None:
+    """Grade `todo` into a private copy of the gradebook; install it (and the bookkeeping) at the end."""
+    recorded: dict[str, Any] = state["submissions"]
+    guard = GradebookGuard(course_dir)
+    by_key = {s.key: s for s in todo}
+    run_tmp = Path(tempfile.mkdtemp(prefix="roadmap-cohort-"))
+    working = run_tmp / "private" / layout.GRADEBOOK
+    working.parent.mkdir()
+    shutil.copyfile(course_dir / layout.GRADEBOOK, working)
+    bar = _progress(len(todo), progress)
+    pool: Pool | None = None
+
+    def write(sub: Submission, grade: Callable[[], list[str]]) -> None:
+        problems = grade()
+        recorded[sub.key] = {"digest": sub.digest, "problems": problems,
+                             "graded_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        run.problems.pop(sub.key, None)
+        if problems:
+            run.problems[sub.key] = problems
+        run.graded.append(sub.key)
+        bar.update(1)
+
+    def unusable(sub: Submission, why: str) -> Callable[[], list[str]]:
+        def grade() -> list[str]:
+            record_zero(course_dir, sub, working)
+            return [f"{why}; scored 0"]
+        return grade
+
+    try:
+        merger = Merger(course_dir, run_tmp / "staging", file_config, working)
+
+        def on_result(key: str, out: dict[str, Any]) -> None:
+            sub = by_key[key]
+            if not out.get("ok"):
+                reason = out.get("error") or grading._explain_failure({"log": out.get("log", "")})
+                write(sub, unusable(sub, f"could not be graded: {reason}"))
+                return
+
+            def grade() -> list[str]:
+                problems: list[str] = []
+                for text in out["notebooks"].values():
+                    try:
+                        problems += execution_problems(json.loads(text), timeout, memory_mb)
+                    except ValueError:
+                        pass
+                refused = merger.merge(sub, out["notebooks"])
+                if refused:
+                    record_zero(course_dir, sub, working)
+                    problems.append(f"nbgrader could not record it: {refused}; scored 0")
+                return problems
+            write(sub, grade)
+
+        for sub in [s for s in todo if s.problem]:
+            write(sub, unusable(sub, sub.problem))
+        runnable = [s for s in todo if not s.problem]
+        if runnable:
+            template = run_tmp / "template.db"
+            make_template(working, template)
+            settings = {"course_dir": str(course_dir), "template_db": str(template), "run_tmp": str(run_tmp),
+                        "timeout": timeout, "memory_limit": memory_mb * 1024 ** 2}
+            pool = Pool(min(workers, len(runnable)), settings)
+            jobs = [(s.task(), STARTUP_SLACK + timeout * (_code_cells(s) + 2)) for s in runnable]
+            pool.run(jobs, on_result)
+    except BaseException:
+        if pool is not None:
+            pool.kill()
+            pool = None
+        raise
+    finally:
+        # No student code may run once the gradebook is swapped in: stop the workers first.
+        if pool is not None:
+            pool.close()
+        bar.close()
+        if run.graded:
+            run.errors.append(guard.install(working))
+            layout.write_json(state_path, state)
+        shutil.rmtree(run_tmp, ignore_errors=True)
+
+
+def _lock(course_dir: Path) -> Any:
+    """Hold .roadmap/grade.lock for the run: two runs on one course would overwrite each other's grades."""
+    path = layout.state_dir(course_dir) / "grade.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = path.open("a")
+    try:
+        import fcntl
+
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # pragma: no cover - not POSIX: no lock
+        pass
+    except OSError:
+        fh.close()
+        raise RoadmapError(f"another `roadmap cohort grade` is already grading {course_dir}; "
+                           "wait for it to finish") from None
+    return fh
+
+
+def _code_cells(sub: Submission) -> int:
+    n = 0
+    for name in sub.notebooks:
+        try:
+            nb = json.loads(sub.files[f"{name}.ipynb"])
+            n += sum(1 for c in nb["cells"] if c.get("cell_type") == "code")
+        except (KeyError, ValueError, TypeError):
+            pass
+    return max(n, 1)
+
+
+def _progress(total: int, enabled: bool | None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="grading", unit="submission", file=sys.stderr,
+                disable=(None if enabled is None else not enabled), leave=False)
