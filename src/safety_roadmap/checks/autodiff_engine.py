@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional
 
 from ..reference.autodiff_engine import topological_order
-from ._core import (Case, CheckFailure, Mistake, NotAttempted, call, compare, describe, guard, non_contiguous,
+from ._core import (Case, CheckFailure, Mistake, call, compare, describe, guard, non_contiguous,
                     read_only, rng_for, run_check, trust)
 
 trust(torch)
