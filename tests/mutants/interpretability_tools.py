@@ -1,0 +1,316 @@
+"""Mutants and alternatives for chapter 12_interpretability_tools.
+
+TransformerLens is imported, and one small model run forwards and backwards, when this module is
+imported (at test collection): the first import and the first model build cost seconds, and the
+timed alternative tests in tests/test_exercises.py must measure the checks, not that warm-up.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+import transformer_lens  # noqa: F401  (warm-up, see the module docstring)
+
+from safety_roadmap.checks import interpretability_tools as checks
+from safety_roadmap.reference import interpretability_tools as ref
+
+
+def _warm_up() -> None:
+    checks.warm_up()
+    model = checks.small("A")
+    tokens = torch.zeros(1, 4, dtype=torch.long)
+    model.run_with_cache(tokens)
+    model.run_with_hooks(tokens, fwd_hooks=[("blocks.0.attn.hook_z", lambda z, hook: z)])[0, 0, 0].backward()
+    checks.small("A")
+
+
+_warm_up()
+
+# --------------------------------------------------------------------------- head scores
+
+
+def prev_includes_position_zero(pattern):
+    d = pattern.diagonal(offset=-1, dim1=-2, dim2=-1)
+    return d.sum(dim=-1).mean(dim=0) / pattern.shape[-1]   # divides by seq, not seq - 1
+
+
+def prev_main_diagonal(pattern):
+    return pattern.diagonal(dim1=-2, dim2=-1).mean(dim=(0, -1))
+
+
+def prev_mean_over_heads(pattern):
+    return pattern.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(1, -1))   # wrong axis: one value per sequence
+
+
+def prev_loop(pattern):
+    batch, heads, seq, _ = pattern.shape
+    total = torch.zeros(heads, dtype=torch.float64)
+    for i in range(1, seq):
+        total += pattern[:, :, i, i - 1].double().sum(0)
+    return (total / (batch * (seq - 1))).to(pattern.dtype)
+
+
+def prev_mask(pattern):
+    seq = pattern.shape[-1]
+    below = torch.diag(torch.ones(seq - 1, dtype=pattern.dtype), diagonal=-1)   # ones at (i, i-1)
+    return (pattern * below).sum(dim=(-2, -1)).mean(0) / (seq - 1)
+
+
+def ind_duplicate_offset(pattern, period):
+    return pattern.diagonal(offset=-period, dim1=-2, dim2=-1).mean(dim=(0, -1))
+
+
+def ind_includes_first(pattern, period):
+    return pattern.diagonal(offset=-(period - 1), dim1=-2, dim2=-1).mean(dim=(0, -1))
+
+
+def ind_all_positions(pattern, period):
+    d = pattern.diagonal(offset=-(period - 1), dim1=-2, dim2=-1)[..., 1:]
+    return d.sum(dim=-1).mean(0) / pattern.shape[-1]
+
+
+def ind_loop(pattern, period):
+    batch, heads, seq, _ = pattern.shape
+    values = [pattern[:, :, i, i - period + 1] for i in range(period, seq)]   # each [batch, heads]
+    return torch.stack(values, dim=-1).mean(dim=(0, -1))
+
+
+def ind_gather(pattern, period):
+    seq = pattern.shape[-1]
+    queries = torch.arange(period, seq)
+    keys = queries - period + 1
+    return pattern[:, :, queries, keys].mean(dim=(0, 2))
+
+
+# --------------------------------------------------------------------------- decomposition
+
+
+def decomp_no_bias(model, cache):
+    return ref.decompose_residual(model, cache)[:-1]
+
+
+def decomp_embed_first(model, cache):
+    parts = [cache["hook_embed"], cache["hook_pos_embed"]]
+    for layer in range(model.cfg.n_layers):
+        result = torch.einsum("bphd,hdm->hbpm", cache["z", layer], model.W_O[layer])
+        parts.extend(result)
+    parts.append(model.b_O.sum(0).expand_as(cache["hook_embed"]))
+    return torch.stack(parts)
+
+
+def decomp_bias_per_layer(model, cache):
+    d = ref.decompose_residual(model, cache)[:-1]
+    biases = [model.b_O[layer].expand_as(cache["hook_embed"]) for layer in range(model.cfg.n_layers)]
+    return torch.cat([d, torch.stack(biases)])
+
+
+def decomp_attn_out_per_layer(model, cache):
+    # uses whole attention layers instead of heads (the cheaper decompose_resid)
+    return cache.decompose_resid()
+
+
+def decomp_with_library(model, cache):
+    return cache.get_full_resid_decomposition(expand_neurons=False)
+
+
+def decomp_loops(model, cache):
+    parts = []
+    for layer in range(model.cfg.n_layers):
+        z = cache[f"blocks.{layer}.attn.hook_z"]
+        for head in range(model.cfg.n_heads):
+            parts.append(z[:, :, head] @ model.W_O[layer, head])
+    embed = cache["hook_embed"]
+    bias = torch.zeros_like(embed)
+    for layer in range(model.cfg.n_layers):
+        bias = bias + model.b_O[layer]
+    return torch.stack(parts + [embed, cache["hook_pos_embed"], bias])
+
+
+# --------------------------------------------------------------------------- logit lens
+
+
+def _resids(model, cache):
+    L = model.cfg.n_layers
+    return [cache["resid_pre", layer] for layer in range(L)] + [cache["resid_post", L - 1]]
+
+
+def lens_no_ln(model, cache):
+    return torch.stack([model.unembed(r) for r in _resids(model, cache)])
+
+
+def lens_cached_scale(model, cache):
+    stack = torch.stack(_resids(model, cache))
+    normed = cache.apply_ln_to_stack(stack, layer=model.cfg.n_layers, recompute_ln=False)
+    return model.unembed(normed)   # skips the LN weight and bias as well
+
+
+def lens_post_only(model, cache):
+    return torch.stack([model.unembed(model.ln_final(cache["resid_post", layer]))
+                        for layer in range(model.cfg.n_layers)])
+
+
+def lens_no_unembed_bias(model, cache):
+    return torch.stack([model.ln_final(r) @ model.W_U for r in _resids(model, cache)])
+
+
+def lens_with_library(model, cache):
+    return model.unembed(cache.accumulated_resid(apply_ln=True))
+
+
+def lens_manual_layernorm(model, cache):
+    ln = model.ln_final._original_component
+    out = []
+    for r in _resids(model, cache):
+        centred = r - r.mean(-1, keepdim=True)
+        normed = centred / (centred.pow(2).mean(-1, keepdim=True) + ln.eps).sqrt()
+        out.append((normed * ln.weight + ln.bias) @ model.W_U + model.b_U)
+    return torch.stack(out)
+
+
+# --------------------------------------------------------------------------- ablation
+
+
+def _group(heads):
+    by_layer = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+    return by_layer
+
+
+def ablate_every_layer(model, tokens, heads):
+    def hook(z, hook, hs):
+        z[:, :, hs] = 0
+        return z
+    hs = [h for _, h in heads]
+    return model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", partial(hook, hs=hs))
+                                                   for layer in range(model.cfg.n_layers)] if hs else [])
+
+
+def ablate_wrong_axis(model, tokens, heads):
+    def hook(z, hook, hs):
+        z[:, hs] = 0   # zeroes positions, not heads
+        return z
+    return model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", partial(hook, hs=hs))
+                                                   for layer, hs in _group(heads).items()])
+
+
+def ablate_scores(model, tokens, heads):
+    def hook(scores, hook, hs):
+        scores[:, hs] = 0   # uniform attention, not silence
+        return scores
+    return model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_attn_scores", partial(hook, hs=hs))
+                                                   for layer, hs in _group(heads).items()])
+
+
+def ablate_leaves_hooks(model, tokens, heads):
+    def hook(z, hook, hs):
+        z[:, :, hs] = 0
+        return z
+    for layer, hs in _group(heads).items():
+        model.add_hook(f"blocks.{layer}.attn.hook_z", partial(hook, hs=hs))
+    return model(tokens)   # never removes the hooks
+
+
+def ablate_only_first(model, tokens, heads):
+    return ref.ablate_heads(model, tokens, heads[:1])
+
+
+def ablate_values(model, tokens, heads):
+    def hook(v, hook, hs):
+        v[:, :, hs] = 0.0   # zero values -> zero z: the same ablation
+        return v
+    return model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_v", partial(hook, hs=hs))
+                                                   for layer, hs in _group(heads).items()])
+
+
+def ablate_in_place_no_return(model, tokens, heads):
+    def hook(z, hook):
+        for layer, head in heads:
+            if hook.name in (f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.attn.o.hook_in"):
+                z[:, :, head] = 0.0
+    names = sorted({f"blocks.{layer}.attn.hook_z" for layer, _ in heads})
+    return model.run_with_hooks(tokens, fwd_hooks=[(name, hook) for name in names])
+
+
+def ablate_mask_multiply(model, tokens, heads):
+    masks = {layer: torch.ones(model.cfg.n_heads) for layer, _ in heads}
+    for layer, head in heads:
+        masks[layer][head] = 0.0
+
+    def hook(z, hook, mask):
+        return z * mask[:, None]
+    return model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", partial(hook, mask=m))
+                                                   for layer, m in masks.items()])
+
+
+# --------------------------------------------------------------------------- finding induction heads
+
+
+def _scores_by(model, score, period=10):
+    tokens = ref.repeated_tokens(32, period, model.cfg.d_vocab, seed=1)
+    _, cache = model.run_with_cache(tokens)
+    return [score(cache["pattern", layer], period) for layer in range(model.cfg.n_layers)]
+
+
+def find_with_prev_score(model, threshold=0.5):
+    scores = _scores_by(model, lambda p, k: ref.prev_token_score(p))
+    return [(layer, h) for layer, s in enumerate(scores) for h in range(len(s)) if s[h] > threshold]
+
+
+def find_duplicate_offset(model, threshold=0.5):
+    scores = _scores_by(model, lambda p, k: p.diagonal(offset=-k, dim1=-2, dim2=-1).mean(dim=(0, -1)))
+    return [(layer, h) for layer, s in enumerate(scores) for h in range(len(s)) if s[h] > threshold]
+
+
+def find_last_layer_only(model, threshold=0.5):
+    scores = _scores_by(model, ref.induction_score)
+    last = model.cfg.n_layers - 1
+    return [(last, h) for h in range(len(scores[last])) if scores[last][h] > threshold]
+
+
+def find_top_one(model, threshold=0.5):
+    scores = torch.stack(_scores_by(model, ref.induction_score))
+    layer, head = divmod(int(scores.argmax()), scores.shape[1])
+    return [(layer, head)]   # always one head, even when there are none or two
+
+
+def find_randint_tokens(model, threshold=0.5):
+    period = 8
+    g = torch.Generator().manual_seed(123)
+    block = torch.randint(0, model.cfg.d_vocab, (50, period), generator=g)   # repeats inside a block allowed
+    tokens = torch.cat([block, block], dim=1)
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+    found = []
+    for layer in range(model.cfg.n_layers):
+        pattern = cache[f"blocks.{layer}.attn.hook_pattern"]
+        idx = torch.arange(period, 2 * period)
+        score = pattern[:, :, idx, idx - period + 1].mean(dim=(0, 2))
+        found += [(layer, h) for h in range(model.cfg.n_heads) if score[h] > threshold]
+    return found
+
+
+def find_as_tensor(model, threshold=0.5):
+    scores = torch.stack(_scores_by(model, ref.induction_score, period=7))
+    return torch.nonzero(scores > threshold)   # [n_found, 2] tensor of (layer, head)
+
+
+MUTANTS = {
+    "prev_token_head_score": [prev_includes_position_zero, prev_main_diagonal, prev_mean_over_heads],
+    "induction_head_score": [ind_duplicate_offset, ind_includes_first, ind_all_positions],
+    "decompose_residual": [decomp_no_bias, decomp_embed_first, decomp_bias_per_layer, decomp_attn_out_per_layer],
+    "logit_lens_stack": [lens_no_ln, lens_cached_scale, lens_post_only, lens_no_unembed_bias],
+    "ablate_heads_zero": [ablate_every_layer, ablate_wrong_axis, ablate_scores, ablate_leaves_hooks,
+                          ablate_only_first],
+    "find_induction_heads": [find_with_prev_score, find_duplicate_offset, find_last_layer_only, find_top_one],
+    "period_shortcut_quiz": ["a", "c", "d"],
+}
+
+ALTERNATIVES = {
+    "prev_token_head_score": [prev_loop, prev_mask],
+    "induction_head_score": [ind_loop, ind_gather],
+    "decompose_residual": [decomp_with_library, decomp_loops],
+    "logit_lens_stack": [lens_with_library, lens_manual_layernorm],
+    "ablate_heads_zero": [ablate_values, ablate_in_place_no_return, ablate_mask_multiply],
+    "find_induction_heads": [find_randint_tokens, find_as_tensor],
+    "period_shortcut_quiz": ["B", " b ", "(b)"],
+}
