@@ -255,6 +255,20 @@ def _raising_function(exc: BaseException) -> str | None:
     return tb.tb_frame.f_code.co_name if tb.tb_frame.f_globals.get("__name__") == "__main__" else None
 
 
+def likely_cause(mistakes: Sequence[Mistake], got: Any, wrong_answer: Callable[[Mistake], Any],
+                 same: Callable[[Any, Any], str | None]) -> str:
+    """"\n  Likely cause: ..." for the first known mistake whose answer matches `got`, else ""."""
+    for m in mistakes:
+        try:
+            with _errstate(all="ignore"):  # a known mistake may overflow: keep its warnings quiet
+                wrong = wrong_answer(m)
+        except Exception:
+            continue
+        if same(got, wrong) is None:
+            return f"\n  Likely cause: {m.hint}"
+    return ""
+
+
 def run_check(name: str, fn: Callable[..., Any], reference: Callable[..., Any], cases: Iterable[Case], *,
               rtol: float = 1e-6, atol: float = 1e-8, mistakes: Sequence[Mistake] = (),
               compare_fn: Callable[..., str | None] | None = None, thorough: bool = False) -> None:
@@ -277,17 +291,9 @@ def run_check(name: str, fn: Callable[..., Any], reference: Callable[..., Any], 
                                    "Work on a copy (or build a new array) instead of writing into the input.")
         problem = cmp(got, expected, case)
         if problem:
-            msg = f"`{name}` is wrong on {where}:\n  {problem}"
-            for m in mistakes:
-                try:
-                    with _errstate(all="ignore"):  # a known mistake may overflow: keep its warnings quiet
-                        wrong = m.fn(*_copy_args(pristine), **case.kwargs)
-                except Exception:
-                    continue
-                if cmp(got, wrong, case) is None:
-                    msg += f"\n  Likely cause: {m.hint}"
-                    break
-            raise CheckFailure(msg)
+            cause = likely_cause(mistakes, got, lambda m: m.fn(*_copy_args(pristine), **case.kwargs),
+                                 lambda g, wrong: cmp(g, wrong, case))
+            raise CheckFailure(f"`{name}` is wrong on {where}:\n  {problem}{cause}")
     kind = "thorough" if thorough else "quick"
     print(f"✓ {name}: all {len(cases)} {kind} checks passed")
 

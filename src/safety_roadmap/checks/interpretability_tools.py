@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from ..reference import interpretability_tools as ref
-from ._core import (Case, CheckFailure, Mistake, call, check_choice, compare, describe, guard, rng_for, run_check,
-                    trust)
+from ._core import (Case, CheckFailure, Mistake, call, check_choice, compare, describe, guard, likely_cause, rng_for,
+                    run_check, trust)
 from ._torch import one_thread
 
 __all__ = ["check_prev_token_head_score", "check_induction_head_score", "check_decompose_residual",
@@ -120,6 +120,11 @@ def check_induction_head_score(fn: Callable[..., Any], thorough: bool = False) -
               ])
 
 
+def _without_grad(fn: Callable[..., Any], *args: Any) -> Any:
+    with torch.no_grad():
+        return fn(*args)
+
+
 # --------------------------------------------------------------------------- model cases
 
 @dataclass
@@ -165,17 +170,9 @@ def _run_model_cases(name: str, fn: Any, reference: Callable[..., Any], cases: S
         if problem is None and after is not None:
             problem = after(args, got, state)
         if problem:
-            msg = f"`{name}` is wrong on {where}:\n  {problem}"
-            for m in mistakes:
-                try:
-                    with torch.no_grad():
-                        wrong = m.fn(*case.build())
-                except Exception:
-                    continue
-                if compare_fn(got, wrong, args) is None:
-                    msg += f"\n  Likely cause: {m.hint}"
-                    break
-            raise CheckFailure(msg)
+            cause = likely_cause(mistakes, got, lambda m: _without_grad(m.fn, *case.build()),
+                                 lambda g, wrong: compare_fn(g, wrong, args))
+            raise CheckFailure(f"`{name}` is wrong on {where}:\n  {problem}{cause}")
 
 
 def _tensor_compare(rtol: float, atol: float) -> Callable[[Any, Any, tuple], str | None]:
