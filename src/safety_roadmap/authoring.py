@@ -56,7 +56,9 @@ def test(grade_id: str, points: int, text: str) -> dict[str, Any]:
 
 
 def free_text(grade_id: str, points: int, model_answer: str) -> dict[str, Any]:
-    """A manually graded prose answer; the model answer sits between the solution markers."""
+    """A manually graded markdown answer cell; its source is the model answer, which the
+    learner's version replaces with "YOUR ANSWER HERE". Not an `exercises:` entry in
+    curriculum.yaml (those are the autograded code cells)."""
     return _cell("markdown", model_answer, _meta(grade_id, grade=True, solution=True, locked=False, points=points))
 
 

@@ -35,21 +35,21 @@ def release_text(source: Path, chapter_id: str) -> str:
     return course.dump_notebook(nb)
 
 
-def build(cur: Curriculum, root: Path, chapter_ids: list[str] | None = None,
-          out_dir: Path | None = None) -> list[Path]:
-    """Regenerate the learner notebooks for `chapter_ids` (all chapters when None)."""
+def build(cur: Curriculum, root: Path, chapter_ids: list[str] | None = None) -> list[Path]:
+    """Regenerate the learner notebooks for `chapter_ids` (all chapters when None), cleaning
+    outputs out of their sources first."""
     wanted = chapter_ids or [c.id for c in cur.chapters]
     for cid in wanted:
         cur.chapter(cid)  # unknown id -> clear error before any work
     check_against_notebooks(cur, root / "solutions", only=wanted)
-    out_dir = out_dir or root / "notebooks"
+    out_dir = root / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for cid in wanted:
         source = root / "solutions" / f"{cid}.ipynb"
         if not source.exists():
             raise RoadmapError(f"solutions/{cid}.ipynb: missing")
-        if out_dir == root / "notebooks" and clean_source(source):
+        if clean_source(source):
             print(f"cleaned outputs from solutions/{cid}.ipynb")
         target = out_dir / f"{cid}.ipynb"
         target.write_text(release_text(source, cid), encoding="utf-8")

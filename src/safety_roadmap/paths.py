@@ -36,11 +36,3 @@ def project_root() -> Path:
 
 def curriculum_path(root: Path | None = None) -> Path:
     return (root or project_root()) / "curriculum.yaml"
-
-
-def source_notebook(chapter_id: str, root: Path | None = None) -> Path:
-    return (root or project_root()) / "solutions" / f"{chapter_id}.ipynb"
-
-
-def learner_notebook(chapter_id: str, root: Path | None = None) -> Path:
-    return (root or project_root()) / "notebooks" / f"{chapter_id}.ipynb"
