@@ -68,3 +68,35 @@ def windows(ids: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 def decode(ids: Any) -> str:
     """Characters for ids; newlines shown as ⏎ so that a context fits on one line."""
     return corpus_tokenizer().decode(ids).replace("\n", "⏎")
+
+
+def top_contexts(acts: torch.Tensor, tokens: torch.Tensor, k: int = 5, width: int = 12) -> list[str]:
+    """The `k` strongest activations of one latent, as text ending at the character it fires on.
+
+    acts: [batch, seq] (one latent), tokens: [batch, seq] -> ["...context|c|  (activation)", ...]
+    """
+    flat = acts.reshape(-1)
+    out = []
+    for i in flat.topk(min(k, flat.numel())).indices.tolist():
+        row, pos = divmod(i, acts.shape[1])
+        before = decode(tokens[row, max(0, pos - width):pos].tolist())
+        out.append(f"{before:>{width}}[{decode([int(tokens[row, pos])])}]   ({flat[i].item():.2f})")
+    return out
+
+
+def latent_purity(z: torch.Tensor, tokens: torch.Tensor, k: int = 20) -> torch.Tensor:
+    """For each latent, the share of its `k` strongest activations that sit on its most common character.
+
+    z: [batch, seq, n_latents], tokens: [batch, seq] -> [n_latents]; 0 for latents active at fewer than k
+    positions (too rare to judge).
+    """
+    flat_z = z.reshape(-1, z.shape[-1])
+    flat_t = tokens.reshape(-1)
+    purity = torch.zeros(z.shape[-1])
+    for latent in range(z.shape[-1]):
+        acts = flat_z[:, latent]
+        if int((acts > 0).sum()) < k:
+            continue
+        chars = flat_t[acts.topk(k).indices]
+        purity[latent] = (chars == chars.mode().values).float().mean()
+    return purity

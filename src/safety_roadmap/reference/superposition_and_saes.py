@@ -203,3 +203,53 @@ def spliced_loss(model: Any, sae: Any, tokens: torch.Tensor, layer: int) -> floa
     with torch.no_grad():
         logits = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.hook_resid_pre", splice)])
     return next_token_loss(logits, tokens).item()
+
+
+# --------------------------------------------------------------------------- the chapter's experiments
+# The notebook runs these with the learner's functions passed in; tests/test_chapter_14_claims.py runs
+# them with the reference functions and other seeds, to check that what the chapter says holds.
+
+N_FEATURES, D_HIDDEN = 20, 5
+PROBS = [1.0, 0.3, 0.1, 0.03, 0.01]          # feature probabilities of the sparsity sweep, dense to sparse
+TOY_STEPS = 1000
+SAE_PROB = 0.01                                # the toy model the SAE is trained on: the sparsest one
+L1_COEFFS = [0.003, 0.01, 0.03, 0.1, 0.3]
+SAE_LATENTS, SAE_STEPS, SAE_LR = 20, 600, 1e-2
+
+
+def importance_weights(n_features: int = N_FEATURES, decay: float = 0.8) -> torch.Tensor:
+    """Feature i matters decay**i as much as feature 0."""
+    return decay ** torch.arange(n_features, dtype=torch.float32)
+
+
+def represented_directions(W: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """The columns of W [d, n] longer than `threshold` (the features the model keeps), as rows. -> [n_kept, d]"""
+    return W[:, W.norm(dim=0) > threshold].T
+
+
+def hidden_activations(W: torch.Tensor, n: int, prob: float, seed: int) -> torch.Tensor:
+    """`n` fresh sparse feature vectors compressed by one toy model W [d, n_features]. -> h [n, d]"""
+    g = torch.Generator().manual_seed(seed)
+    x = sparse_features(1, n, W.shape[1], torch.tensor([prob]), g)[0]
+    return x @ W.T
+
+
+def sae_sweep(train_acts: torch.Tensor, test_acts: torch.Tensor, true_dirs: torch.Tensor, l1_coeffs: list[float],
+              sae_cls: Any = SparseAutoencoder, train_fn: Callable[..., dict] = train_sae,
+              recovery_fn: Callable[..., tuple] = feature_recovery, n_latents: int = SAE_LATENTS,
+              steps: int = SAE_STEPS, lr: float = SAE_LR, seed: int = 0) -> list[dict[str, Any]]:
+    """Train one SAE per L1 coefficient on `train_acts`; measure L0 and MSE on `test_acts` (held out),
+    the fraction of latents dead at the end of training, and feature recovery (threshold 0.9)."""
+    rows = []
+    for l1 in l1_coeffs:
+        sae = sae_cls(train_acts.shape[1], n_latents, seed=seed)
+        hist = train_fn(sae, train_acts, l1, steps, lr=lr, seed=seed)
+        with torch.no_grad():
+            x_hat, z = sae(test_acts)
+        best, n_rec = recovery_fn(sae.W_dec.detach(), true_dirs)
+        rows.append({"l1_coeff": l1, "sae": sae, "loss": hist["loss"],
+                     "l0": (z > 0).float().sum(-1).mean().item(),
+                     "mse": ((x_hat - test_acts) ** 2).sum(-1).mean().item(),
+                     "dead": (hist["steps_since_fired"] >= 100).float().mean().item(),
+                     "max_cos": best, "recovered": int(n_rec)})
+    return rows
