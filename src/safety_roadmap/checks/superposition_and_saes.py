@@ -457,7 +457,9 @@ def _train_cases(thorough: bool) -> list[tuple[str, tuple, dict]]:
                   ("a huge l1_coeff (most latents should die), 10 steps", (4, 5, 3, 4, 50),
                    dict(l1_coeff=50.0, n_steps=10, batch_size=16, lr=5e-2, seed=2)),
                   ("the same case with another seed (a different batch order)", (4, 6, 0, 1, 64),
-                   dict(l1_coeff=0.05, n_steps=5, batch_size=16, lr=1e-2, seed=9))]
+                   dict(l1_coeff=0.05, n_steps=5, batch_size=16, lr=1e-2, seed=9)),
+                  ("the defaults: batch_size 256, lr 1e-3, seed 0", (4, 6, 4, 5, 300),
+                   dict(l1_coeff=0.1, n_steps=4))]
     return cases
 
 
@@ -559,6 +561,8 @@ def _recovery_cases(thorough: bool) -> list[Case]:
             Case((-true, true, 0.5), "a decoder that points exactly away from every feature"),
             Case((torch.cat([true[[0, 2, 3]] * 2.5, _t(rng, 10, 4)]), true, 0.95),
                  "3 features recovered exactly (cosine 1)"),
+            Case((torch.cat([true[[1]] + 0.3 * _t(rng, 1, 4), true[[2]] + 0.02 * _t(rng, 1, 4)]), true),
+                 "the default threshold (0.9), one near match and one rough match"),
         ]
     return cases
 
