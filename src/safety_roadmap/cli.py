@@ -191,7 +191,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("hint", help="print the N-th hint for an exercise (without the solution)")
     s.add_argument("chapter", metavar="CHAPTER", help="chapter id (or a unique prefix such as 01)")
-    s.add_argument("exercise", metavar="EXERCISE", help="exercise id, as in `roadmap list --json`")
+    s.add_argument("exercise", metavar="EXERCISE", help="exercise id, or the function or class its test cell checks")
     s.add_argument("number", metavar="N", nargs="?", type=int, default=1, help="which hint (default 1)")
     s.set_defaults(func=cmd_hint)
 
