@@ -68,6 +68,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
         results.append(res)
         if not args.json:
             print(format_table(res))
+        if res.problem:
+            print(f"roadmap grade: error: {res.notebook}: {res.problem}", file=sys.stderr)
+            failed = True
         if args.record and unrecorded is None:
             try:
                 record(res)
