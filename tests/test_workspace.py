@@ -186,3 +186,21 @@ def test_grade_without_arguments_grades_the_changed_workspace_notebooks(course: 
     monkeypatch.setattr("safety_roadmap.grading.grade_notebook", fake_grade)
     rc, out, err = cli(capsys, "grade", "--no-record")
     assert rc == 0 and graded == [mine] and "grading the 1 notebook(s) you have changed" in err
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="`make` is not installed")
+def test_make_lab_opens_the_workspace_and_shows_install_progress() -> None:
+    import subprocess
+
+    def dry(*targets: str) -> str:
+        return subprocess.run(["make", "-n", "-B", *targets, "VENV=/nonexistent-venv"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout
+
+    install = dry("/nonexistent-venv/.installed")
+    pip = next(line for line in install.splitlines() if "pip install" in line)
+    assert "--quiet" not in pip and " -q" not in pip, "the first `make lab` must not install silently"
+    assert "==> Setting up" in install and "takes several minutes" in install
+    lab = dry("lab").splitlines()
+    assert any(line.endswith("roadmap workspace") for line in lab)
+    assert any("jupyter lab workspace" in line for line in lab)
+    assert "/workspace/" in (ROOT / ".gitignore").read_text().splitlines()
