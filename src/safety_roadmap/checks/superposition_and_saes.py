@@ -169,6 +169,9 @@ def _dim_cases(thorough: bool) -> list[Case]:
                  "3 orthogonal features of lengths 1, 2, 0.5, and 2 ignored features (all-zero columns)"),
             Case((_t(rng, 5, 20, scale=0.1, dtype=torch.float64),), "float64, 20 features in 5 dims, small weights"),
             Case((_t(rng, 4, 6).T.contiguous().T,), "a non-contiguous W"),
+            Case((torch.cat([_t(rng, 3, 3, dtype=torch.float64), torch.tensor([[1e-7], [0.0], [0.0]], dtype=torch.float64),
+                             torch.tensor([[0.0], [0.0], [1e-5]], dtype=torch.float64)], dim=1),),
+                 "a column of length 1e-7 (ignored: 0) and one of length 1e-5 (short, but represented)"),
         ]
     return cases
 
@@ -330,14 +333,31 @@ def check_sparse_autoencoder(cls: Any, thorough: bool = False) -> None:
                             break
                     raise CheckFailure(f"`{name}` is wrong on {where}, {label}, in {part}:\n  {problem}{cause}")
             fresh = call(cls, name, (d, k), {"seed": seed}, where)
-            if not torch.allclose(fresh.W_dec.detach().norm(dim=1).double(), torch.ones(k, dtype=torch.float64),
-                                  atol=1e-5):
-                raise CheckFailure(f"`{name}({d}, {k})`: a fresh SAE's decoder rows must have unit norm; keep the "
-                                   "given __init__.")
+            init = ref.SparseAutoencoder(d, k, seed=seed)
+            for pname in _SAE_PARAMS:
+                if compare(getattr(fresh, pname).detach(), getattr(init, pname).detach(), rtol=1e-6, atol=1e-7) is not None:
+                    raise CheckFailure(f"`{name}({d}, {k}, seed={seed})`: a fresh SAE's `{pname}` differs from the "
+                                       "given __init__'s (unit-norm decoder rows, the encoder their transpose, zero "
+                                       "biases). Keep the __init__ as it was given.")
     print(f"✓ {name}: all {n} {'thorough' if thorough else 'quick'} checks passed")
 
 
 # --------------------------------------------------------------------------- 5. the SAE loss
+
+class _SignedSAE(torch.nn.Module):
+    """An SAE variant whose encoder has no ReLU, so latents can be negative."""
+
+    def __init__(self, sae: Any) -> None:
+        super().__init__()
+        self.inner = sae
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = (x - self.inner.b_dec) @ self.inner.W_enc + self.inner.b_enc
+        return self.inner.decode(z), z
+
+    def __deepcopy__(self, memo: dict) -> "_SignedSAE":
+        return _SignedSAE(copy.deepcopy(self.inner, memo))
+
 
 def _loss_sae_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 17)
@@ -349,6 +369,8 @@ def _loss_sae_cases(thorough: bool) -> list[Case]:
                  "float64, l1_coeff 0.003"),
             Case((_reference_sae(6, 6, 3), _t(rng, 6, 6), 0.0), "l1_coeff 0 (the loss is the MSE alone)"),
             Case((_reference_sae(2, 5, 4), _t(rng, 1, 2, scale=0.1), 2.5), "a batch of one, l1_coeff 2.5"),
+            Case((_SignedSAE(_reference_sae(4, 6, 5)), _t(rng, 5, 4), 0.5),
+                 "an SAE without the ReLU, whose latents can be negative (the L1 norm needs |z|)"),
         ]
     return cases
 
@@ -563,6 +585,8 @@ def _recovery_cases(thorough: bool) -> list[Case]:
                  "3 features recovered exactly (cosine 1)"),
             Case((torch.cat([true[[1]] + 0.3 * _t(rng, 1, 4), true[[2]] + 0.02 * _t(rng, 1, 4)]), true),
                  "the default threshold (0.9), one near match and one rough match"),
+            Case((torch.cat([torch.zeros(1, 4), -true]), true, 0.5),
+                 "an all-zero decoder row (cosine 0 with everything) among rows pointing away"),
         ]
     return cases
 

@@ -37,13 +37,14 @@ def feature_dimensionality(W: torch.Tensor) -> torch.Tensor:
     """How many hidden dimensions each feature gets: ||W_i||² / Σ_j (Ŵ_i · W_j)².
 
     1 for a feature with a dimension to itself, 1/2 for one of an antipodal pair, 2/5 in a pentagon,
-    0 for a feature the model ignores (norm below 1e-6). W: [d_hidden, n_features] -> [n_features]
+    0 for a feature the model ignores (length at most 1e-6). W: [d_hidden, n_features] -> [n_features]
     """
     norms = W.norm(dim=0)                                          # [n_features]
-    unit = W / norms.clamp_min(1e-12)
-    overlaps = (unit.T @ W) ** 2                                   # [i, j] = (Ŵ_i · W_j)²
-    dims = norms ** 2 / overlaps.sum(dim=1).clamp_min(1e-12)
-    return torch.where(norms > 1e-6, dims, torch.zeros_like(dims))
+    kept = norms > 1e-6
+    unit = W[:, kept] / norms[kept]                                # [d, n_kept]
+    dims = torch.zeros_like(norms)
+    dims[kept] = norms[kept] ** 2 / ((unit.T @ W[:, kept]) ** 2).sum(dim=1)   # (Ŵ_i · W_j)² summed over j
+    return dims
 
 
 def sparse_features(n_inst: int, batch: int, n_features: int, probs: torch.Tensor,
@@ -213,7 +214,7 @@ N_FEATURES, D_HIDDEN = 20, 5
 PROBS = [1.0, 0.3, 0.1, 0.03, 0.01]          # feature probabilities of the sparsity sweep, dense to sparse
 TOY_STEPS = 1000
 SAE_PROB = 0.01                                # the toy model the SAE is trained on: the sparsest one
-L1_COEFFS = [0.003, 0.01, 0.03, 0.1, 0.3]
+L1_COEFFS = [0.01, 0.03, 0.1, 0.3, 1.0]
 SAE_LATENTS, SAE_STEPS, SAE_LR = 20, 600, 1e-2
 
 
