@@ -169,9 +169,10 @@ def _dim_cases(thorough: bool) -> list[Case]:
                  "3 orthogonal features of lengths 1, 2, 0.5, and 2 ignored features (all-zero columns)"),
             Case((_t(rng, 5, 20, scale=0.1, dtype=torch.float64),), "float64, 20 features in 5 dims, small weights"),
             Case((_t(rng, 4, 6).T.contiguous().T,), "a non-contiguous W"),
-            Case((torch.cat([_t(rng, 3, 3, dtype=torch.float64), torch.tensor([[1e-7], [0.0], [0.0]], dtype=torch.float64),
-                             torch.tensor([[0.0], [0.0], [1e-5]], dtype=torch.float64)], dim=1),),
-                 "a column of length 1e-7 (ignored: 0) and one of length 1e-5 (short, but represented)"),
+            Case((torch.block_diag(_t(rng, 2, 3, dtype=torch.float64), torch.tensor([[1e-7]], dtype=torch.float64),
+                                   torch.tensor([[1e-5]], dtype=torch.float64)),),
+                 "a column of length 1e-7 (ignored: 0) and one of length 1e-5 (short, but represented: 1), "
+                 "each on an axis of its own"),
         ]
     return cases
 
