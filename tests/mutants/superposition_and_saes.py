@@ -304,7 +304,7 @@ def train_alt_f_normalize(sae, data, l1_coeff, n_steps, batch_size=256, lr=1e-3,
             active = sae(batch)[1].gt(0).any(dim=0)
         steps_since[active] = 0
         steps_since[~active] += 1
-        history.append(float(loss))
+        history.append(float(loss.detach()))
     return {"loss": history, "steps_since_fired": steps_since}
 
 

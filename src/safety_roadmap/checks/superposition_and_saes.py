@@ -446,26 +446,38 @@ def _sae_data(n: int, d: int, n_true: int, seed: int) -> torch.Tensor:
     return coeffs @ dirs + 0.3
 
 
-def _train_mistakes() -> list[tuple[str, Callable[..., dict[str, Any]]]]:
-    def no_normalise(sae, data, l1_coeff, n_steps, batch_size=256, lr=1e-3, seed=0, loss_fn=ref.sae_loss):
-        g = torch.Generator().manual_seed(seed)
-        opt = torch.optim.Adam(sae.parameters(), lr=lr)
-        since = torch.zeros(sae.W_dec.shape[0], dtype=torch.long)
-        losses = []
-        for _ in range(n_steps):
-            x = data[torch.randint(0, data.shape[0], (batch_size,), generator=g)]
-            loss = loss_fn(sae, x, l1_coeff)[0]
+def _variant_loop(sae: Any, data: torch.Tensor, l1_coeff: float, n_steps: int, batch_size: int = 256,
+                  lr: float = 1e-3, seed: int = 0, loss_fn: Callable[..., Any] = ref.sae_loss, *,
+                  normalise: bool = True, zero_grad: bool = True, reset: bool = True) -> dict[str, Any]:
+    """The reference loop with one step left out: the known mistakes of the training exercise."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(sae.parameters(), lr=lr)
+    since = torch.zeros(sae.W_dec.shape[0], dtype=torch.long)
+    losses = []
+    for _ in range(n_steps):
+        x = data[torch.randint(0, data.shape[0], (batch_size,), generator=g)]
+        loss = loss_fn(sae, x, l1_coeff)[0]
+        if zero_grad:
             opt.zero_grad()
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                fired = (sae.encode(x) > 0).any(0)
-            since = torch.where(fired, torch.zeros_like(since), since + 1)
-            losses.append(loss.item())
-        return {"loss": losses, "steps_since_fired": since}
+        loss.backward()
+        opt.step()
+        if normalise:
+            ref.normalize_decoder(sae)
+        with torch.no_grad():
+            fired = (sae.encode(x) > 0).any(0)
+        since = torch.where(fired, torch.zeros_like(since), since + 1) if reset else since + (~fired).long()
+        losses.append(loss.item())
+    return {"loss": losses, "steps_since_fired": since}
 
+
+def _train_mistakes() -> list[tuple[str, dict[str, bool]]]:
     return [("the decoder rows must be projected back to unit norm after every optimiser step. Without it the "
-             "SAE games the L1 penalty: it shrinks the latents and grows the decoder rows to match.", no_normalise)]
+             "SAE games the L1 penalty: it shrinks the latents and grows the decoder rows to match.",
+             {"normalise": False}),
+            ("call optimizer.zero_grad() every step: without it gradients from earlier steps accumulate.",
+             {"zero_grad": False}),
+            ("a latent that fires must reset its steps_since_fired to 0; you only stopped counting it.",
+             {"reset": False})]
 
 
 def _train_cases(thorough: bool) -> list[tuple[str, tuple, dict]]:
@@ -553,14 +565,18 @@ def ref_preview(t: torch.Tensor) -> str:
 
 
 def _train_cause(got: Any, d: int, k: int, sae_seed: int, data: torch.Tensor, kwargs: dict) -> str:
-    for hint, wrong in _train_mistakes():
-        sae = ref.SparseAutoencoder(d, k, seed=sae_seed)
-        out = wrong(sae, data.clone(), **kwargs)
-        if isinstance(got, dict) and isinstance(got.get("loss"), list) and len(got["loss"]) == len(out["loss"]):
-            if compare(torch.tensor(got["loss"]), torch.tensor(out["loss"]), rtol=1e-4, atol=1e-6) is None:
-                return f"\n  Likely cause: {hint}"
     if isinstance(got, dict) and isinstance(got.get("loss"), list) and len(got["loss"]) != kwargs["n_steps"]:
         return f"\n  Likely cause: 'loss' has {len(got['loss'])} entries; take exactly n_steps = {kwargs['n_steps']} steps."
+    for hint, flags in _train_mistakes():
+        sae = ref.SparseAutoencoder(d, k, seed=sae_seed)
+        out = _variant_loop(sae, data.clone(), **kwargs, **flags)
+        try:
+            same = (compare(torch.tensor(got["loss"]), torch.tensor(out["loss"]), rtol=1e-4, atol=1e-6) is None
+                    and compare(got["steps_since_fired"], out["steps_since_fired"]) is None)
+        except Exception:
+            same = False
+        if same:
+            return f"\n  Likely cause: {hint}"
     return ("\n  Follow the recipe exactly: a torch.Generator seeded with `seed` draws every batch with "
             "torch.randint(0, len(data), (batch_size,), generator=g); one Adam optimiser over sae.parameters() "
             "with lr; zero_grad, backward, step; then normalise the decoder rows; then update steps_since_fired.")
