@@ -61,7 +61,7 @@ GEOM_PROBS = [0.3, 0.03]
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_plane_geometry(seed: int) -> None:
-    W, _ = ref.train_toy_models(5, 2, GEOM_PROBS, torch.ones(5), steps=ref.TOY_STEPS, seed=seed)
+    W, _ = ref.train_toy_models(5, 2, GEOM_PROBS, 0.9 ** torch.arange(5.0), steps=ref.TOY_STEPS, seed=seed)
     n_rep = ref.n_represented(W).tolist()
     # "p = 0.3: two antipodal pairs, one feature dropped"
     dims = ref.feature_dimensionality(W[0])
