@@ -6,7 +6,6 @@ collection), so that the timed alternative tests measure the checks, not the war
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 import transformer_lens  # noqa: F401  (warm-up, see the module docstring)
 
@@ -110,20 +109,8 @@ def dim_gram(W):
 # --------------------------------------------------------------------------- SparseAutoencoder
 
 
-class _Base(nn.Module):
-    def __init__(self, d_in, n_latents, seed=0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        W_dec = torch.randn(n_latents, d_in, generator=g)
-        W_dec = W_dec / W_dec.norm(dim=1, keepdim=True)
-        self.W_dec = nn.Parameter(W_dec)
-        self.W_enc = nn.Parameter(W_dec.T.clone())
-        self.b_enc = nn.Parameter(torch.zeros(n_latents))
-        self.b_dec = nn.Parameter(torch.zeros(d_in))
-
-    def forward(self, x):
-        z = self.encode(x)
-        return self.decode(z), z
+class _Base(ref.SparseAutoencoder):
+    """The given __init__ and forward; each subclass writes its own encode and decode."""
 
 
 class SaeBiasAfterRelu(_Base):
