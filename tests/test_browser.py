@@ -136,11 +136,16 @@ def test_a_learner_solves_and_breaks_an_exercise_in_jupyterlab(lab: tuple[str, P
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(90_000)
-        step = "open"
+        step, started, took = "open", time.monotonic(), {}
+
+        def done(name: str) -> None:
+            took[name] = round(time.monotonic() - started - sum(took.values()), 1)
+
         try:
             page.goto(url)
             page.locator(".jp-Notebook .jp-Cell").first.wait_for()
             page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+            done(step)
 
             step = "right-answer"
             _type_answer(page, RIGHT)
@@ -149,6 +154,7 @@ def test_a_learner_solves_and_breaks_an_exercise_in_jupyterlab(lab: tuple[str, P
             test_cell.get_by_text("✓ cosine_similarity: all").wait_for()
             test_cell.scroll_into_view_if_needed()
             _shot(page, "1-right-answer")
+            done(step)
 
             step = "wrong-answer"
             _type_answer(page, WRONG)
@@ -157,6 +163,7 @@ def test_a_learner_solves_and_breaks_an_exercise_in_jupyterlab(lab: tuple[str, P
             error.wait_for()
             test_cell.scroll_into_view_if_needed()
             _shot(page, "2-wrong-answer")
+            done(step)
             shown = error.inner_text()
             assert "`cosine_similarity` is wrong on case" in shown
             assert "Likely cause" in shown
@@ -173,9 +180,11 @@ def test_a_learner_solves_and_breaks_an_exercise_in_jupyterlab(lab: tuple[str, P
             dialog = page.locator(".jp-Dialog")
             dialog.get_by_text("cosine_similarity").first.wait_for()
             _shot(page, "3-validate")
+            done(step)
             report = dialog.inner_text()
             assert "is wrong on case" in report, report
             assert "_core.py" not in report, report
+            print(f"browser steps, seconds: {took}")
         except Exception:
             _shot(page, f"failed-at-{step}")
             raise
