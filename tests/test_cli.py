@@ -24,6 +24,7 @@ CHAPTER = "01_linear_algebra"
 def roadmap(*args: str, cwd: Path | None = None, root: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.pop("SAFETY_ROADMAP_ROOT", None)
+    env.pop("SAFETY_ROADMAP_WORKSPACE", None)   # a course copy's own workspace/, never the developer's
     if root is not None:
         env["SAFETY_ROADMAP_ROOT"] = str(root)
     return subprocess.run([sys.executable, "-m", "safety_roadmap", *args], cwd=cwd or ROOT, env=env,

@@ -240,8 +240,8 @@ def _positive(kind: str):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="roadmap", description="The AI Safety Roadmap course: list, build, grade, status, hints; "
-                "cohort grading for instructors.")
+    p = _Parser(prog="roadmap", description="The AI Safety Roadmap course: list, build, your workspace, grade, status, "
+                "hints, reset, solutions; cohort grading for instructors.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("list", help="the phases and chapters, with hours, difficulty and prerequisites")
