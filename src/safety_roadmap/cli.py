@@ -155,7 +155,7 @@ def cmd_solution(args: argparse.Namespace) -> int:
                      for e in c.exercises)
         why = ("you have passed it, so compare it with yours" if passed else
                f"you have not passed it yet: `roadmap hint {chapter.id} {exercise}` gives a nudge instead")
-        question = (f"Show the reference solution to {exercise} ({chapter.id})? {why.capitalize()}. "
+        question = (f"Show the reference solution to {exercise} ({chapter.id})? {why[0].upper() + why[1:]}. "
                     "It is recorded in your progress. [y/N] ")
         if not sys.stdin.isatty():
             raise RoadmapError(f"showing the reference solution to {exercise} needs a yes: run it in a terminal, "
