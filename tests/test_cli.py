@@ -158,7 +158,8 @@ def test_grade_stops_an_endless_loop_and_grades_the_rest(tmp_path: Path) -> None
             cell["source"] = "def project_onto(x, direction):\n    pass\n\nwhile True:\n    pass"
     nbt.save(learner, tmp_path / "loops.ipynb")
     before = digest(tmp_path / "loops.ipynb")
-    run = roadmap("grade", "loops.ipynb", "--timeout", "4", "--json", cwd=tmp_path)  # relative path, other cwd
+    # 10 s per cell: long enough for the setup cell on a loaded 2-core machine (4 s was not, at load 15)
+    run = roadmap("grade", "loops.ipynb", "--timeout", "10", "--json", cwd=tmp_path)  # relative path, other cwd
     assert run.returncode == 0, run.stderr
     [result] = json.loads(run.stdout)
     status = {e["id"]: e["status"] for e in result["exercises"]}
