@@ -92,9 +92,9 @@ def _started_notebooks(cur, root: Path) -> list[Path]:
     ws = workspace_dir(root)
     found = started(cur, root, ws) if ws.is_dir() else []
     if not found:
-        raise RoadmapError(f"nothing to grade: no notebook in {ws} differs from the release yet (name a "
+        raise RoadmapError(f"nothing to grade: no notebook in {ws} has an answer written yet (name a "
                            "notebook, e.g. `roadmap grade path/to/01_linear_algebra.ipynb`)")
-    print(f"grading the {len(found)} notebook(s) you have changed in {ws}", file=sys.stderr)
+    print(f"grading the {len(found)} notebook(s) in {ws} where you have written answers", file=sys.stderr)
     return found
 
 
@@ -155,7 +155,7 @@ def cmd_solution(args: argparse.Namespace) -> int:
                      for e in c.exercises)
         why = ("you have passed it, so compare it with yours" if passed else
                f"you have not passed it yet: `roadmap hint {chapter.id} {exercise}` gives a nudge instead")
-        question = (f"Show the reference solution to {exercise} ({chapter.id})? {why.capitalize()}. "
+        question = (f"Show the reference solution to {exercise} ({chapter.id})? {why[0].upper() + why[1:]}. "
                     "It is recorded in your progress. [y/N] ")
         if not sys.stdin.isatty():
             raise RoadmapError(f"showing the reference solution to {exercise} needs a yes: run it in a terminal, "
@@ -240,8 +240,8 @@ def _positive(kind: str):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="roadmap", description="The AI Safety Roadmap course: list, build, grade, status, hints; "
-                "cohort grading for instructors.")
+    p = _Parser(prog="roadmap", description="The AI Safety Roadmap course: list, build, your workspace, grade, status, "
+                "hints, reset, solutions; cohort grading for instructors.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("list", help="the phases and chapters, with hours, difficulty and prerequisites")
@@ -258,7 +258,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("grade", help="self-grade your notebook(s) with the hidden tests")
     s.add_argument("paths", nargs="*", metavar="NOTEBOOK", help="your chapter notebook(s), wherever they are "
-                   "(default: the workspace notebooks you have changed)")
+                   "(default: the workspace notebooks where you have written answers)")
     s.add_argument("--json", action="store_true", help="print results as JSON, one object per notebook")
     s.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
                    help="per-cell time limit (default 120)")
