@@ -177,6 +177,23 @@ def cmd_hint(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_portfolio(args: argparse.Namespace) -> int:
+    from .portfolio import build
+    from .workspace import workspace_dir
+
+    cur, root = _load()
+    ws = workspace_dir(root)
+    built = build(cur, Path(args.out), ws, [Path(p) for p in args.paths] or None, pdf=args.pdf, name=args.name,
+                  ws_shown=_shown(ws))
+    for warning in built.warnings:
+        print(f"roadmap portfolio: warning: {warning}", file=sys.stderr)
+    what = f"{len(built.chapters)} chapter(s): {', '.join(built.chapters)}" if built.chapters else \
+        "no chapter with work yet (the page says how to start)"
+    print(f"wrote {_shown(built.index)} ({what})")
+    print(f"wrote {_shown(built.pdf)}" if built.pdf else f"PDF skipped: {built.pdf_skipped}")
+    return 0
+
+
 def cmd_cohort_init(args: argparse.Namespace) -> int:
     from .cohort.create import init_cohort
 
@@ -241,7 +258,7 @@ def _positive(kind: str):
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="roadmap", description="The AI Safety Roadmap course: list, build, your workspace, grade, status, "
-                "hints, reset, solutions; cohort grading for instructors.")
+                "hints, reset, solutions, portfolio; cohort grading for instructors.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("list", help="the phases and chapters, with hours, difficulty and prerequisites")
@@ -288,6 +305,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("exercise", metavar="EXERCISE", help="exercise id, or the function or class its test cell checks")
     s.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
     s.set_defaults(func=cmd_solution)
+
+    s = sub.add_parser("portfolio", help="build a static page (and a PDF when Chromium is installed) of your work: "
+                       "scores, figures, written answers, checkpoint answers; never solutions or hidden tests")
+    s.add_argument("paths", nargs="*", metavar="NOTEBOOK", help="your notebooks, or folders holding them "
+                   "(default: the chapters in your workspace that have figures, written answers or a grade)")
+    s.add_argument("--out", required=True, metavar="DIR", help="folder for index.html and portfolio.pdf")
+    s.add_argument("--name", default=None, help="your name, for the page's title")
+    s.add_argument("--no-pdf", dest="pdf", action="store_false", help="write only index.html")
+    s.set_defaults(func=cmd_portfolio)
 
     s = sub.add_parser("cohort", help="instructors: grade a cohort with nbgrader (init, grade, report)")
     csub = s.add_subparsers(dest="cohort_command", required=True, metavar="ACTION")
