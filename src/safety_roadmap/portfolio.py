@@ -365,6 +365,6 @@ def build(cur: Curriculum, out: Path, ws: Path, paths: list[Path] | None = None,
     index = out / "index.html"
     index.write_text(render(cur, works, progress, ws, include=include, ws_shown=ws_shown or str(ws), name=name),
                      encoding="utf-8")
-    why = write_pdf(index, out / "portfolio.pdf") if pdf else "--no-pdf"
+    why = write_pdf(index, out / "portfolio.pdf") if pdf else "not asked for (--no-pdf)"
     order = [c.id for c in cur.chapters if c.id in include]
     return Built(index, None if why else out / "portfolio.pdf", why, order, warnings)
