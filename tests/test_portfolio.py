@@ -173,13 +173,15 @@ def test_partly_done_course(course: Path, capsys: pytest.CaptureFixture) -> None
 def test_a_graded_chapter_without_its_notebook_still_shows_its_score(course: Path, capsys) -> None:
     grade(fx.BETA, square=1)
     html_ = page(course, capsys)
-    assert f'id="{fx.BETA}"' in html_ and "1 / 3 points" in html_ and "No figures or written answers" in html_
+    assert f'id="{fx.BETA}"' in html_ and "1 / 3 points" in html_ and "was not among those read" in html_
 
 
 def test_named_notebooks_are_found_by_content(course: Path, capsys: pytest.CaptureFixture) -> None:
     mine = write_nb(course / "elsewhere" / "my copy.ipynb", learner_notebook(fx.ALPHA, answer="Named copy."))
-    html_ = page(course, capsys, str(mine))
+    blank = write_nb(course / "elsewhere" / "blank.ipynb", learner_notebook(fx.BETA, answer=None, figure=False))
+    html_ = page(course, capsys, str(mine), str(blank))
     assert "Named copy." in html_ and "not graded yet" in html_
+    assert "No figures or written answers in blank.ipynb yet." in html_     # named, so shown even when empty
 
 
 def test_no_reference_solution_or_test_reaches_the_page(course: Path, capsys: pytest.CaptureFixture) -> None:

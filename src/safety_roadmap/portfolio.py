@@ -228,8 +228,10 @@ def _prompt(text: str) -> str:
 def _chapter_html(work: ChapterWork | None, chapter: Chapter, progress: dict | None) -> str:
     parts = [f'<section class="chapter" id="{_e(chapter.id)}"><h3>{_e(chapter.id)} · {_e(chapter.title)}</h3>',
              f'<p class="meta">{_score(chapter, progress)}</p>']
-    if work is None or (not work.figures and not work.answers):
-        parts.append('<p class="muted">No figures or written answers in this notebook yet.</p>')
+    if work is None:
+        parts.append('<p class="muted">Your notebook of this chapter was not among those read.</p>')
+    elif not work.figures and not work.answers:
+        parts.append(f'<p class="muted">No figures or written answers in {_e(work.notebook.name)} yet.</p>')
     if work and work.figures:
         parts.append('<h4>Figures</h4><div class="figures">')
         for f in work.figures:
