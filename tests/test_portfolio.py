@@ -62,6 +62,8 @@ def learner_notebook(chapter: str, answer: str | None = "Doubling is linear, so 
         {"cell_type": "markdown", "metadata": {}, "source": "### Written answer\n\nWhy does doubling commute with sums?"},
         {"cell_type": "markdown", "metadata": _nbg(f"{chapter}_why", grade=True, solution=True, points=2),
          "source": answer if answer is not None else "YOUR ANSWER HERE"},
+        {"cell_type": "markdown", "metadata": _nbg(f"{chapter}_more", grade=True, solution=True, points=1),
+         "source": "YOUR ANSWER HERE\n"},
     ]
     return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
@@ -165,6 +167,7 @@ def test_partly_done_course(course: Path, capsys: pytest.CaptureFixture) -> None
     assert "Doubling is linear, so it commutes with sums." in html_
     assert "Why does doubling commute with sums?" in html_          # the question, above the answer
     assert f'id="{fx.BETA}"' not in html_                            # nothing done there: no section
+    assert "YOUR ANSWER HERE" not in html_                           # unanswered cells are not "answers"
     text = " ".join(parse(html_).text)
     assert "Because sums are linear." in text and "no such question" not in text and "notes before" not in text
     assert text.count("(not answered yet)") == 2                     # basics' 1 and more's 1
@@ -225,11 +228,17 @@ def test_unreadable_notebooks_are_skipped_with_a_warning(course: Path, capsys: p
     write_nb(ws / f"{fx.ALPHA}.ipynb", learner_notebook(fx.ALPHA))
     (ws / f"{fx.BETA}.ipynb").write_text('{"cells": [{"cell_ty', encoding="utf-8")
     stray = write_nb(course / "stray.ipynb", {"cells": [{"cell_type": "markdown", "source": "hi"}]})
-    rc, out, err = run(capsys, "--out", str(course / "site"), "--no-pdf", str(ws), str(stray))
+    odd = write_nb(course / f"{fx.BETA}.ipynb", {"cells": [{"cell_type": "code", "metadata": "?", "outputs": 3}]})
+    (course / "site").mkdir()
+    (course / "site" / "portfolio.pdf").write_bytes(b"%PDF an old one")
+    rc, out, err = run(capsys, "--out", str(course / "site"), "--no-pdf", str(ws), str(stray), str(odd))
     lines = err.splitlines()
-    assert rc == 0 and len(lines) == 2, err
-    assert lines[0].startswith("roadmap portfolio: warning: ") and f"{fx.BETA}.ipynb: not a readable notebook" in lines[0]
+    assert rc == 0 and len(lines) == 3, err
+    assert all(line.startswith("roadmap portfolio: warning: ") for line in lines)
+    assert f"{fx.BETA}.ipynb: not a readable notebook" in lines[0]
     assert "stray.ipynb: not a notebook of this course" in lines[1]
+    assert f"{odd}: not a notebook this command can read" in lines[2]
+    assert not (course / "site" / "portfolio.pdf").exists()     # no stale PDF beside the new page
     assert f"(1 chapter(s): {fx.ALPHA})" in out
 
 

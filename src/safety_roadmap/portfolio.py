@@ -85,9 +85,11 @@ def _images(cell: dict, number: int) -> list[Figure]:
                 continue
             text = "".join(raw) if isinstance(raw, list) else str(raw)
             try:
-                out.append(Figure(mime, base64.b64decode(text, validate=False), number))
+                raw_bytes = base64.b64decode(text, validate=False)
             except (binascii.Error, ValueError):
-                pass        # a damaged image is left out rather than breaking the page
+                raw_bytes = b""
+            if raw_bytes:   # a damaged image is left out rather than breaking the page
+                out.append(Figure(mime, raw_bytes, number))
             break
     return out
 
@@ -106,6 +108,7 @@ def read_work(path: Path, chapter: Chapter, nb: dict) -> ChapterWork:
             text = cell_source(cell).strip()
             if text and text != PLACEHOLDER:
                 work.answers.append(Answer(prompt, text))
+            prompt = ""     # a second answer in a row does not repeat the question
         elif cell.get("cell_type") == "markdown":
             prompt = cell_source(cell).strip()
     return work
@@ -157,14 +160,19 @@ def collect(cur: Curriculum, paths: list[Path] | None, ws: Path) -> tuple[dict[s
         try:
             nb = _load(path)
             chapter = _chapter_of(path, nb, cur)
+            work = read_work(path, chapter, nb)
         except RoadmapError as exc:
             warnings.append(str(exc))
+            continue
+        except (AttributeError, TypeError, KeyError) as exc:   # JSON shaped unlike a notebook's cells
+            warnings.append(f"{path}: not a notebook this command can read ({exc.__class__.__name__}: {exc}); "
+                            "skipped")
             continue
         if chapter.id in works:
             warnings.append(f"{path}: a second notebook for {chapter.id} (the first was "
                             f"{works[chapter.id].notebook}); skipped")
             continue
-        works[chapter.id] = read_work(path, chapter, nb)
+        works[chapter.id] = work
     return works, warnings
 
 
@@ -364,6 +372,7 @@ def build(cur: Curriculum, out: Path, ws: Path, paths: list[Path] | None = None,
         graded = {cid for cid, cp in (progress or {}).items() if cp.started}
         include = {cid for cid, w in works.items() if w.figures or w.answers} | graded
     out.mkdir(parents=True, exist_ok=True)
+    (out / "portfolio.pdf").unlink(missing_ok=True)     # never leave an older PDF beside a newer page
     index = out / "index.html"
     index.write_text(render(cur, works, progress, ws, include=include, ws_shown=ws_shown or str(ws), name=name),
                      encoding="utf-8")
