@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import subprocess
+import sys
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
@@ -97,6 +99,7 @@ def course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     nb["cells"].append({"cell_type": "markdown", "id": "model-answer", "source": f"Model answer: {SECRET}",
                         "metadata": _nbg(f"{fx.ALPHA}_why", grade=True, solution=True, points=2)})
     src.write_text(json.dumps(nb), encoding="utf-8")
+    assert src.read_text(encoding="utf-8").count(SECRET) == 5      # 2 solutions, 2 hidden tests, 1 model answer
     (root / "notebooks").mkdir()
     write_nb(root / "notebooks" / f"{fx.ALPHA}.ipynb", nb)     # even a (bad) release holding it must not leak
     monkeypatch.setenv("SAFETY_ROADMAP_ROOT", str(root))
@@ -140,8 +143,13 @@ def parse(text: str) -> Tags:
     return t
 
 
-def test_empty_workspace_says_what_to_do(course: Path, capsys: pytest.CaptureFixture) -> None:
-    html_ = page(course, capsys)
+def test_empty_workspace_says_what_to_do(course: Path) -> None:
+    """The real command line, in a fresh process."""
+    done = subprocess.run([sys.executable, "-m", "safety_roadmap", "portfolio", "--out", str(course / "site"),
+                           "--no-pdf"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "no chapter with work yet" in done.stdout and "PDF skipped" in done.stdout
+    html_ = (course / "site" / "index.html").read_text(encoding="utf-8")
     assert "Nothing to show yet" in html_ and "make lab" in html_ and "roadmap grade" in html_
     assert "Can you square and sum?" in html_            # the checkpoints are there to answer
     assert "<img" not in html_ and "points in them" not in html_
@@ -227,15 +235,16 @@ def test_unreadable_notebooks_are_skipped_with_a_warning(course: Path, capsys: p
     ws = course / "ws"
     write_nb(ws / f"{fx.ALPHA}.ipynb", learner_notebook(fx.ALPHA))
     (ws / f"{fx.BETA}.ipynb").write_text('{"cells": [{"cell_ty', encoding="utf-8")
-    stray = write_nb(course / "stray.ipynb", {"cells": [{"cell_type": "markdown", "source": "hi"}]})
-    odd = write_nb(course / f"{fx.BETA}.ipynb", {"cells": [{"cell_type": "code", "metadata": "?", "outputs": 3}]})
+    stray = write_nb(course / "stray.ipynb", {"cells": [{"cell_type": "markdown", "source": "hi"}], "nbformat": 4})
+    odd = write_nb(course / f"{fx.BETA}.ipynb", {"cells": [{"cell_type": "code", "metadata": "?", "outputs": 3}],
+                                                 "nbformat": 4})
     (course / "site").mkdir()
     (course / "site" / "portfolio.pdf").write_bytes(b"%PDF an old one")
     rc, out, err = run(capsys, "--out", str(course / "site"), "--no-pdf", str(ws), str(stray), str(odd))
     lines = err.splitlines()
     assert rc == 0 and len(lines) == 3, err
     assert all(line.startswith("roadmap portfolio: warning: ") for line in lines)
-    assert f"{fx.BETA}.ipynb: not a readable notebook" in lines[0]
+    assert f"{fx.BETA}.ipynb: not a notebook: corrupt JSON at line 1" in lines[0] and "skipped" in lines[0]
     assert "stray.ipynb: not a notebook of this course" in lines[1]
     assert f"{odd}: not a notebook this command can read" in lines[2]
     assert not (course / "site" / "portfolio.pdf").exists()     # no stale PDF beside the new page

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import html
-import json
 import os
 import re
 import shutil
@@ -32,6 +31,7 @@ from pathlib import Path
 from .curriculum import Chapter, Curriculum, Phase
 from .errors import RoadmapError
 from .exercises import cell_source, nbgrader_meta
+from .grading import read_notebook
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
 PLACEHOLDER = "YOUR ANSWER HERE"          # what nbgrader leaves in an unanswered written-answer cell
@@ -116,12 +116,11 @@ def read_work(path: Path, chapter: Chapter, nb: dict) -> ChapterWork:
 
 def _load(path: Path) -> dict:
     try:
-        nb = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RoadmapError(f"{path}: not a readable notebook ({exc.__class__.__name__}: {exc}); skipped") from None
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
-        raise RoadmapError(f"{path}: not a notebook (no list of cells); skipped")
-    return nb
+        return read_notebook(path)
+    except RoadmapError as exc:
+        raise RoadmapError(f"{exc}; skipped") from None
+    except OSError as exc:
+        raise RoadmapError(f"{path}: cannot be read ({exc.strerror or exc}); skipped") from None
 
 
 def _chapter_of(path: Path, nb: dict, cur: Curriculum) -> Chapter:
