@@ -27,6 +27,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Optional
 
 from .curriculum import Chapter, Curriculum, Phase
 from .errors import RoadmapError
@@ -38,6 +39,11 @@ PLACEHOLDER = "YOUR ANSWER HERE"          # what nbgrader leaves in an unanswere
 CHECKPOINTS = "checkpoints"
 _HEADING = re.compile(r"^##[ \t]*(\d+)\b.*$", re.M)
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+if TYPE_CHECKING:
+    from .progress import ChapterProgress
+# chapter id -> its recorded progress; None when the progress database could not be read
+Progress = Optional[Mapping[str, "ChapterProgress"]]
 
 
 @dataclass
@@ -215,7 +221,7 @@ def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _score(chapter: Chapter, progress: dict | None) -> str:
+def _score(chapter: Chapter, progress: Progress) -> str:
     if progress is None:
         return "score unavailable (the progress database could not be read)"
     cp = progress.get(chapter.id)
@@ -232,7 +238,7 @@ def _prompt(text: str) -> str:
     return re.sub(r"^#{1,6}[ \t]+", "", text, flags=re.M)
 
 
-def _chapter_html(work: ChapterWork | None, chapter: Chapter, progress: dict | None) -> str:
+def _chapter_html(work: ChapterWork | None, chapter: Chapter, progress: Progress) -> str:
     parts = [f'<section class="chapter" id="{_e(chapter.id)}"><h3>{_e(chapter.id)} · {_e(chapter.title)}</h3>',
              f'<p class="meta">{_score(chapter, progress)}</p>']
     if work is None:
@@ -256,7 +262,7 @@ def _chapter_html(work: ChapterWork | None, chapter: Chapter, progress: dict | N
     return "\n".join(parts)
 
 
-def _phase_html(n: int, phase: Phase, chapters: list[str], works: dict[str, ChapterWork], progress: dict | None,
+def _phase_html(n: int, phase: Phase, chapters: list[str], works: dict[str, ChapterWork], progress: Progress,
                 answers: dict[int, str], ws_shown: str) -> str:
     parts = [f"<h2>Phase {n}: {_e(phase.title)}</h2>"]
     if chapters:
@@ -285,10 +291,10 @@ def _next_steps(ws_shown: str) -> str:
             "<li>Then run <code>roadmap portfolio --out DIR</code> again.</li></ol></div>")
 
 
-def render(cur: Curriculum, works: dict[str, ChapterWork], progress: dict | None, ws: Path, *,
+def render(cur: Curriculum, works: dict[str, ChapterWork], progress: Progress, ws: Path, *,
            include: set[str], ws_shown: str, name: str | None = None, when: datetime | None = None) -> str:
-    """The whole page. `include`: the chapter ids that get a section; `progress`: chapter id ->
-    progress.ChapterProgress (None when the database could not be read)."""
+    """The whole page. `include`: the chapter ids that get a section; `ws`: where the learner's
+    checkpoint answers are; `ws_shown`: that folder as the page names it."""
     when = when or datetime.now(timezone.utc)
     who = f"Portfolio of {_e(name)}" if name else "Portfolio"
     total = max_total = 0.0
@@ -359,21 +365,21 @@ def build(cur: Curriculum, out: Path, ws: Path, paths: list[Path] | None = None,
     if out.exists() and not out.is_dir():
         raise RoadmapError(f"{out}: is a file; --out must name a folder (new or existing)")
     works, warnings = collect(cur, paths, ws)
+    scores: Progress
     try:
-        status = learner_status(cur)
-        progress = {c.id: c for p in status.phases for c in p.chapters}
+        scores = {c.id: c for p in learner_status(cur).phases for c in p.chapters}
     except RoadmapError as exc:
-        progress = None
+        scores = None
         warnings.append(f"scores left out: {exc}")
     if paths:
         include = set(works)
     else:
-        graded = {cid for cid, cp in (progress or {}).items() if cp.started}
+        graded = {cid for cid, cp in (scores or {}).items() if cp.started}
         include = {cid for cid, w in works.items() if w.figures or w.answers} | graded
     out.mkdir(parents=True, exist_ok=True)
     (out / "portfolio.pdf").unlink(missing_ok=True)     # never leave an older PDF beside a newer page
     index = out / "index.html"
-    index.write_text(render(cur, works, progress, ws, include=include, ws_shown=ws_shown or str(ws), name=name),
+    index.write_text(render(cur, works, scores, ws, include=include, ws_shown=ws_shown or str(ws), name=name),
                      encoding="utf-8")
     why = write_pdf(index, out / "portfolio.pdf") if pdf else "not asked for (--no-pdf)"
     order = [c.id for c in cur.chapters if c.id in include]
