@@ -188,8 +188,8 @@ def cmd_portfolio(args: argparse.Namespace) -> int:
     for warning in built.warnings:
         print(f"roadmap portfolio: warning: {warning}", file=sys.stderr)
     what = f"{len(built.chapters)} chapter(s): {', '.join(built.chapters)}" if built.chapters else \
-        "no chapter with work yet (the page says how to start)"
-    print(f"wrote {_shown(built.index)} ({what})")
+        "no chapter with work yet; the page says how to start"
+    print(f"wrote {_shown(built.index)}: {what}")
     print(f"wrote {_shown(built.pdf)}" if built.pdf else f"PDF skipped: {built.pdf_skipped}")
     return 0
 
