@@ -261,6 +261,7 @@ def test_unreadable_progress_database_leaves_scores_out(course: Path, capsys, mo
     assert "score unavailable" in (course / "site" / "index.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.browser
 def test_in_a_real_browser(course: Path, capsys: pytest.CaptureFixture) -> None:
     """Chromium prints the PDF, and a screenshot shows the page with the learner's (red) figure drawn."""
     exe = portfolio.browser()
