@@ -221,7 +221,7 @@ def test_learner_text_is_escaped(course: Path, capsys: pytest.CaptureFixture) ->
     assert "default-src 'none'" in html_                      # and scripts could not run anyway
 
 
-def test_bad_input_is_one_line(course: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bad_input_is_one_line(course: Path, capsys: pytest.CaptureFixture, monkeypatch) -> None:
     rc, out, err = run(capsys, "--out", str(course / "site"), str(course / "missing"))
     assert rc == 1 and out == "" and err.count("\n") == 1 and "missing: no such file or folder" in err
     (course / "a_file").write_text("x", encoding="utf-8")
@@ -229,6 +229,9 @@ def test_bad_input_is_one_line(course: Path, capsys: pytest.CaptureFixture) -> N
     assert rc == 1 and err.count("\n") == 1 and "is a file; --out must name a folder" in err
     rc, out, err = run(capsys, "--no-pdf")
     assert rc == 2 and "--out" in err and err.count("\n") == 1
+    monkeypatch.setenv("CHROMIUM", str(course / "no-such-browser"))
+    rc, out, err = run(capsys, "--out", str(course / "site"))
+    assert rc == 0 and "PDF skipped: $CHROMIUM is " in out and "no-such-browser, which is not a program" in out
 
 
 def test_unreadable_notebooks_are_skipped_with_a_warning(course: Path, capsys: pytest.CaptureFixture) -> None:

@@ -348,6 +348,8 @@ def headless(exe: str, url: str, *flags: str, timeout: float = 120) -> str | Non
 def write_pdf(index: Path, pdf: Path) -> str | None:
     """Print the page to `pdf` with headless Chromium; None, or why there is no PDF."""
     exe = browser()
+    if exe is None and os.environ.get("CHROMIUM"):
+        return f"$CHROMIUM is {os.environ['CHROMIUM']}, which is not a program here (print index.html from your browser)"
     if exe is None:
         return "no Chromium or Chrome found (install one, or print index.html from your browser)"
     pdf.unlink(missing_ok=True)
