@@ -475,7 +475,10 @@ def _frontier_cases(thorough: bool) -> list[Case]:
     if thorough:
         cases += [Case((np.linspace(-1, 2.33, 7), 300, 2.33, 1.0, 0.2, grid), "a weak monitor, a poor trusted model"),
                   Case((np.array([3.0, 1.5]), 5000, 1.64, 3.0, 0.8, np.array([0.5, 0.001, 0.02])),
-                       "an unsorted grid of attack rates")]
+                       "an unsorted grid of attack rates"),
+                  Case((np.array([2.05, 0.5]), 20, 2.05, 2.0, 0.5, np.array([0.001, 0.01, 0.03])),
+                       "a short deployment (20 tasks) against rare attackers: n_tasks matters"),
+                  Case((np.array([1.0]), 3, 2.33, 1.5, 0.9, np.array([0.2, 0.05])), "three tasks")]
     return cases
 
 
