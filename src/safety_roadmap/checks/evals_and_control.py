@@ -459,8 +459,8 @@ def check_simulate_safety(fn: Callable[..., Any], thorough: bool = False) -> Non
         problem = compare(got, expected, rtol=0, atol=1e-12, what="simulated safety")
         if problem:
             raise CheckFailure(f"`simulate_safety` is wrong on {where}:\n  {problem}\n  Draw attacks first "
-                               "(generator.random((n_runs, n_tasks)) < p), then scores "
-                               "(generator.standard_normal(...) + separation * attacks); a run is safe when its "
+                               "(one uniform per run and task, an attack where it is below p), then scores "
+                               "(one standard normal per run and task, plus separation where there is an attack); a run is safe when its "
                                "first caught backdoor comes before its first one that got through (or none got "
                                "through).")
         if g_ref.bit_generator.state != g_learner.bit_generator.state:
