@@ -487,7 +487,7 @@ MUTANTS = {
     "deployment_safety": [safety_per_output, safety_caught_continues, safety_ignores_deferral],
     "simulate_safety": [simulate_scores_first, simulate_any_through, simulate_per_task],
     "safety_usefulness_frontier": [frontier_best_case, frontier_fixed_p, frontier_swapped],
-    "misgeneralisation_quiz": ["a", "b", "d"],
+    "misgeneralisation_quiz": ["a", "c", "d"],
 }
 
 ALTERNATIVES = {
@@ -503,5 +503,5 @@ ALTERNATIVES = {
     "deployment_safety": [safety_alt],
     "simulate_safety": [simulate_alt],
     "safety_usefulness_frontier": [frontier_alt],
-    "misgeneralisation_quiz": ["c", " (C) "],
+    "misgeneralisation_quiz": ["b", " (B) "],
 }

@@ -504,7 +504,7 @@ def check_safety_usefulness_frontier(fn: Callable[..., Any], thorough: bool = Fa
               ])
 
 
-_QUIZ_DIGEST = "d6f210da1d80100a35d5736722b57d37b0ae6c733bc57f664a20d0a73edaab9b"  # sha256 of "misgeneralisation_quiz:<letter>"
+_QUIZ_DIGEST = "b68d6a1ebba469414808e7207a28814d3de5b6a4654a3318f254cf4906889bec"  # sha256 of "misgeneralisation_quiz:<letter>"
 
 
 def check_misgeneralisation_quiz(answer: Any, thorough: bool = False) -> None:
