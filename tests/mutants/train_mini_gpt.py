@@ -55,6 +55,21 @@ def batch_y_shifted_back(data, batch_size, block_size, generator=None):
     return x, y
 
 
+def batch_rounded_float(data, batch_size, block_size, generator=None):
+    last = len(data) - block_size - 1
+    starts = (torch.rand(batch_size, generator=generator) * last).round().long()  # the two ends come up half as often
+    idx = starts[:, None] + torch.arange(block_size)
+    return data[idx], data[idx + 1]
+
+
+def batch_reseeds_global(data, batch_size, block_size, generator=None):
+    if generator is not None:
+        torch.manual_seed(generator.initial_seed())  # a seed still fixes the batch, but through the global RNG
+    starts = torch.randint(0, len(data) - block_size, (batch_size,))
+    idx = starts[:, None] + torch.arange(block_size)
+    return data[idx], data[idx + 1]
+
+
 def batch_numpy(data, batch_size, block_size, generator=None):
     seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
     rng = np.random.default_rng(seed)
@@ -91,6 +106,11 @@ def loss_log_of_softmax(logits, targets):
 
 def loss_item(logits, targets):
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).item()  # breaks backward
+
+
+def loss_detached_leaf(logits, targets):
+    value = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).item()
+    return torch.tensor(value, requires_grad=True)  # requires grad, but is cut off from the logits
 
 
 def loss_view(logits, targets):
@@ -144,6 +164,11 @@ def gen_new_only(model, prompt, n_new, temperature=1.0, top_k=None, generator=No
 
 def gen_ignores_generator(model, prompt, n_new, temperature=1.0, top_k=None, generator=None):
     return ref.generate(model, prompt, n_new, temperature, top_k, None)  # a seed does not fix the text
+
+
+def gen_own_generator(model, prompt, n_new, temperature=1.0, top_k=None, generator=None):
+    own = torch.Generator().manual_seed(0)  # reproducible, but the caller's seed changes nothing
+    return ref.generate(model, prompt, n_new, temperature, top_k, own)
 
 
 def gen_preallocated(model, prompt, n_new, temperature=1.0, top_k=None, generator=None):
@@ -231,6 +256,32 @@ def sample_top_k_plus_one(logits, temperature=1.0, top_k=None, generator=None):
         kth = torch.topk(logits, top_k + 1, dim=-1).values[..., -1:]  # keeps k + 1 tokens
         logits = logits.masked_fill(logits < kth, float("-inf"))
     return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+
+
+def sample_topk_unguarded(logits, temperature=1.0, top_k=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits / temperature
+    if top_k is not None:  # torch.topk raises when top_k > vocab
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+
+
+def sample_topk_whole_batch(logits, temperature=1.0, top_k=None, generator=None):
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits.reshape(-1), top_k).values[-1]  # one threshold for the whole batch
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+
+
+def sample_reseeds_global(logits, temperature=1.0, top_k=None, generator=None):
+    if generator is not None:
+        torch.manual_seed(generator.initial_seed())  # draws from the global RNG instead of `generator`
+    return ref.sample_next_token(logits, temperature, top_k, None)
 
 
 def sample_always_greedy(logits, temperature=1.0, top_k=None, generator=None):
@@ -334,12 +385,15 @@ def _wrong_vocab_gpt() -> GPT:
 
 MUTANTS = {
     "next_token_batch": [batch_targets_equal_inputs, batch_excludes_last_start, batch_runs_past_the_end,
-                         batch_ignores_generator, batch_one_start, batch_y_shifted_back],
-    "next_token_loss": [loss_sum, loss_double_shift, loss_log_of_softmax, loss_item, loss_view],
-    "generate_text": [gen_no_crop, gen_first_window, gen_first_position, gen_new_only, gen_ignores_generator],
+                         batch_ignores_generator, batch_one_start, batch_y_shifted_back, batch_rounded_float,
+                         batch_reseeds_global],
+    "next_token_loss": [loss_sum, loss_double_shift, loss_log_of_softmax, loss_item, loss_view, loss_detached_leaf],
+    "generate_text": [gen_no_crop, gen_first_window, gen_first_position, gen_new_only, gen_ignores_generator,
+                      gen_own_generator],
     "model_perplexity": [ppl_base_two, ppl_mean_of_rows, ppl_of_sum, ppl_returns_loss],
     "sample_next_token": [sample_from_logits, sample_raw_logits, sample_temperature_multiplies, sample_top_k_plus_one,
-                          sample_always_greedy, sample_keeps_shape],
+                          sample_always_greedy, sample_keeps_shape, sample_topk_unguarded, sample_topk_whole_batch,
+                          sample_reseeds_global],
     "trained_gpt_val_loss": [_untrained_gpt(), _named(_CountModel(1), "unigram_counts"),
                              _named(_CopyCurrentToken(), "copies_current_token"), _wrong_vocab_gpt()],
 }
