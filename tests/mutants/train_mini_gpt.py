@@ -325,14 +325,14 @@ def sample_sorted_cumsum(logits, temperature=1.0, top_k=None, generator=None):
 class _CountModel(nn.Module):
     """An n-gram count model over the corpus's training split, wearing a GPT's interface."""
 
-    def __init__(self, order: int, smoothing: float = 0.1) -> None:
+    def __init__(self, order: int, smoothing: float = 0.1, split: str = "train") -> None:
         super().__init__()
-        self.order, self.smoothing = order, smoothing
+        self.order, self.smoothing, self.split = order, smoothing, split  # split "val": fitted on validation text
         self.vocab = len(ref.CHARSET)
         self._tables: list[torch.Tensor] | None = None
 
     def _fit(self) -> list[torch.Tensor]:
-        ids, v = ref.load_corpus().train, self.vocab
+        ids, v = getattr(ref.load_corpus(), self.split), self.vocab
         tables = []
         for n in range(1, self.order + 1):
             index = torch.zeros(len(ids) - n + 1, dtype=torch.long)
@@ -395,7 +395,8 @@ MUTANTS = {
                           sample_always_greedy, sample_keeps_shape, sample_topk_unguarded, sample_topk_whole_batch,
                           sample_reseeds_global],
     "trained_gpt_val_loss": [_untrained_gpt(), _named(_CountModel(1), "unigram_counts"),
-                             _named(_CopyCurrentToken(), "copies_current_token"), _wrong_vocab_gpt()],
+                             _named(_CopyCurrentToken(), "copies_current_token"), _wrong_vocab_gpt(),
+                             _named(_CountModel(3, split="val"), "trigram_counts_fitted_on_validation")],
 }
 
 ALTERNATIVES = {
