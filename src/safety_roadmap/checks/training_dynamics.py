@@ -62,6 +62,26 @@ def _numbers(x: Any) -> Any:
     return x
 
 
+# =========================================================================== the meta device: a GPU stand-in
+
+_DEVICE_ERRORS = ("is not on the expected device", "Expected all tensors to be on the same device")
+
+
+def _meta_problem(run: Callable[[], Any], made_inside: str) -> str | None:
+    """Run a learner's computation on `meta` tensors (PyTorch's shapes-only device): a tensor it creates on the CPU
+    meets them as it would meet CUDA or MPS tensors. Only a device *mismatch* fails; an operation the meta device
+    cannot run at all (`.item()`) works on a real GPU, so it passes."""
+    try:
+        run()
+    except NotImplementedError as exc:
+        if "meta" not in str(exc).lower():
+            raise
+    except Exception as exc:  # noqa: BLE001 - the learner's code: any error is information
+        if any(marker in str(exc) for marker in _DEVICE_ERRORS):
+            return (f"it raised {type(exc).__name__}: {str(exc).splitlines()[0]}\n  Likely cause: {made_inside}")
+    return None
+
+
 # =========================================================================== optimizers
 
 
@@ -211,7 +231,19 @@ def _check_optimizer(name: str, kind: str, fn: Callable, cases: list[_OptCase], 
                         msg += f"\n  Likely cause: {m.hint}"
                         break
                 raise CheckFailure(msg)
-    _passed(name, len(cases), thorough)
+    # the parameter on another device: the state must be created where p lives
+    p = torch.empty(3, 4, device="meta").requires_grad_(True)
+    state: dict = {}
+    problem = _meta_problem(lambda: [fn(p, torch.empty(3, 4, device="meta"), state, **cases[0].hyper) for _ in "ab"],
+                            "state made with torch.zeros(p.shape) lives on the CPU while p lives on the GPU: "
+                            "torch.zeros_like(p) makes it with p's shape, dtype *and* device.")
+    if problem is None and any(isinstance(v, torch.Tensor) and v.dim() > 0 and v.device.type != "meta"
+                               for v in state.values()):   # a 0-d step counter may stay on the CPU, as in torch.optim
+        problem = "it kept state tensors on another device than `p`: make them with torch.zeros_like(p)."
+    if problem:
+        raise CheckFailure(f"`{name}` is wrong on case {len(cases) + 1} of {len(cases) + 1} (p and grad on another "
+                           f"device: PyTorch's `meta` device, a stand-in for a GPU): {problem}")
+    _passed(name, len(cases) + 1, thorough)
 
 
 def _sgd_cases(thorough: bool) -> list[_OptCase]:
@@ -452,8 +484,16 @@ def check_dropout_forward(fn: Callable[..., Any], thorough: bool = False) -> Non
         if torch.equal(first, second):
             raise CheckFailure(f"`{name}` dropped exactly the same entries on {where}. Each call must draw a new "
                                "random mask (don't reset a seed or reuse a stored mask inside the function).")
+    # 5. x on another device: the random mask must be drawn where x lives
+    n_checks += 1
+    problem = _meta_problem(lambda: fn(torch.empty(4, 6, device="meta"), 0.3, training=True),
+                            "the random mask was drawn on the CPU (torch.rand(x.shape)) while x lives on the GPU: "
+                            "torch.rand_like(x) draws it with x's shape, dtype and device.")
+    if problem:
+        raise CheckFailure(f"`{name}` is wrong on x on another device (PyTorch's `meta` device, a stand-in for a "
+                           f"GPU), training, no mask: {problem}")
     if thorough:
-        # 5. p = 0 keeps everything; gradients flow through the kept entries only
+        # 6. p = 0 keeps everything; gradients flow through the kept entries only
         n_checks += 2
         x = _t(rng.normal(size=(5, 6)))
         out = run(x, 0.0, True, None, "training with p=0 (nothing to drop), no mask")
@@ -1138,7 +1178,14 @@ def check_dead_relu_fractions(fn: Callable[..., Any], thorough: bool = False) ->
         expected = ref.dead_relu_fractions(twin, x.clone())
         where = f"case {i} of {len(cases)} ({label}; x of shape {tuple(x.shape)})"
         hooks = _hook_count(model)
+        model.train(i % 2 == 1)    # a model in train mode (mid-training) or in eval mode: either must come back so
+        modes = [m.training for m in model.modules()]
         got = call(fn, name, (model, x), {}, where)
+        if [m.training for m in model.modules()] != modes:
+            raise CheckFailure(f"`{name}` changed the model's mode (train/eval) on {where}: it was in "
+                               f"{'train' if modes[0] else 'eval'} mode. A diagnostic runs in the middle of training "
+                               "and must leave the model as it found it; if you switch modes, remember "
+                               "`was = model.training` and call model.train(was) before returning.")
         if _hook_count(model) != hooks:
             raise CheckFailure(f"`{name}` left {_hook_count(model) - hooks} hook(s) registered on the model on "
                                f"{where}. Keep the handle that register_forward_hook returns and call "
