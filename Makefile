@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: install lab test test-fast build audit clean
+.PHONY: install lab test test-fast build audit mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ build: $(STAMP)  ## regenerate notebooks/ from solutions/
 
 audit:  ## the static conventions audit (needs ../shared beside the checkout)
 	$(BIN)/python ../shared/tools/audit_curriculum.py .
+
+mutation: $(STAMP)  ## the full mutation measurement: every generated mutant of every reference (minutes)
+	$(BIN)/python scripts/mutation_score.py --jobs $(JOBS) --show-survivors
 
 clean:
 	rm -rf $(VENV) .pytest_cache
