@@ -194,6 +194,10 @@ def _input_gradient_cases(thorough: bool) -> list[_GradCase]:
     cases = [("an MLP, batch of 5", lambda: _mlp_model(1, [6, 8, 4]), rng.normal(size=(5, 6)),
               rng.integers(0, 4, size=5), torch.float32, False),
              ("a batch of 1", lambda: _mlp_model(2, [3, 5, 3]), rng.normal(size=(1, 3)), np.array([2]),
+              torch.float32, False),
+             ("a small CNN on [batch, 1, 8, 8] images", lambda: _cnn_model(11), rng.uniform(size=(2, 1, 8, 8)),
+              np.array([3, 1]), torch.float32, False),
+             (_MID_TRAINING, lambda: _mlp_model(12, [4, 6, 3]), rng.normal(size=(3, 4)), np.array([0, 2, 1]),
               torch.float32, False)]
     if thorough:
         cases += [("a deep tanh network", lambda: _mlp_model(3, [4, 6, 6, 6, 3], nn.Tanh), rng.normal(size=(7, 4)),
