@@ -268,6 +268,17 @@ def grads_torch_keys(model, x, y):
     return loss.item(), {n: p.grad.numpy() for n, p in model.named_parameters()}
 
 
+def grads_share_memory(model, x, y):
+    model.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    grads = {}
+    for i, layer in enumerate(model.layers):
+        grads[f"W{i}"] = layer.weight.grad.T.numpy()                   # a view of .grad, not a copy
+        grads[f"b{i}"] = layer.bias.grad.numpy()
+    return loss.item(), grads
+
+
 def grads_autograd(model, x, y):
     params = [p for layer in model.layers for p in (layer.weight, layer.bias)]
     loss = F.cross_entropy(model(x), y)
@@ -286,7 +297,8 @@ def grads_log_softmax(model, x, y):
     loss = -logp[torch.arange(len(y)), y].mean()
     loss.backward()
     return float(loss), {k: v for i, layer in enumerate(model.layers)
-                         for k, v in ((f"W{i}", layer.weight.grad.numpy().T), (f"b{i}", layer.bias.grad.numpy()))}
+                         for k, v in ((f"W{i}", np.array(layer.weight.grad).T),     # np.array copies
+                                      (f"b{i}", np.array(layer.bias.grad)))}
 
 
 # =========================================================================== DigitsDataset
@@ -890,7 +902,7 @@ MUTANTS = {
     "load_numpy_params": [load_not_transposed, load_shares_memory, load_shares_memory_float32, load_forgets_biases,
                           load_new_parameters],
     "torch_grads_as_numpy": [grads_no_zero, grads_not_transposed, grads_sum_loss, grads_double_softmax,
-                             grads_torch_keys],
+                             grads_torch_keys, grads_share_memory],
     "digits_dataset": [DSLenOffByOne, DSFloat64, DSFloatLabels, DSNoChannel, DSFortranOrder, DSNormalisesInPlace,
                        DSInt32Labels],
     "torch_train_epoch": [train_no_zero_grad, train_no_train_mode, train_returns_last_loss, train_mean_of_batch_means,

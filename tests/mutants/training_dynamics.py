@@ -536,6 +536,25 @@ def clip_not_in_place(parameters, max_norm):
     return total
 
 
+def clip_scales_up(parameters, max_norm):
+    grads = [p.grad for p in parameters if p.grad is not None]
+    total = torch.stack([g.norm() for g in grads]).norm().item()
+    scale = max_norm / (total + 1e-6)
+    if scale < 2:                                                      # also "clips" a norm a bit below max_norm
+        for g in grads:
+            g.mul_(scale)
+    return total
+
+
+def clip_no_epsilon(parameters, max_norm):
+    grads = [p.grad for p in parameters if p.grad is not None]
+    total = torch.stack([g.norm() for g in grads]).norm().item()
+    if total > max_norm:
+        for g in grads:
+            g.mul_(max_norm / total)                                   # no + 1e-6: differs for tiny norms
+    return total
+
+
 def clip_stacked(parameters, max_norm):
     grads = [p.grad for p in parameters if p.grad is not None]
     total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads]))
@@ -550,7 +569,7 @@ def clip_rebinds_grad(parameters, max_norm):
     total = sum(float(p.grad.pow(2).sum()) for p in params) ** 0.5
     if total > max_norm:
         for p in params:
-            p.grad = p.grad * (max_norm / total)        # a new tensor assigned to .grad works too
+            p.grad = p.grad * (max_norm / (total + 1e-6))   # a new tensor assigned to .grad works too
     return torch.tensor(total)
 
 
@@ -689,7 +708,8 @@ MUTANTS = {
     "layernorm_module": [LNUnbiased, LNBatchAxis, LNEpsOutside, LNNoAffine, LNAllButBatch, LNOnePassVariance],
     "warmup_cosine_lr": [lr_warmup_from_zero, lr_cosine_over_whole_run, lr_ignores_min, lr_not_clamped,
                          lr_linear_decay],
-    "clip_grad_norm": [clip_per_tensor, clip_always, clip_returns_after, clip_generator_twice, clip_sum_of_norms,
+    "clip_grad_norm": [clip_scales_up, clip_no_epsilon, clip_per_tensor, clip_always, clip_returns_after,
+                       clip_generator_twice, clip_sum_of_norms,
                        clip_not_in_place],
     "layer_grad_norms": [norms_of_weights, norms_squared, norms_zero_for_missing, norms_by_module, norms_mean_abs],
     "dead_relu_fractions": [dead_zero_entries, dead_for_any_example, dead_hooks_left, dead_on_linear_outputs,

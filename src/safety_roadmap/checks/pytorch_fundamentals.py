@@ -530,6 +530,15 @@ def check_torch_grads_as_numpy(fn: Callable[..., Any], thorough: bool = False) -
                                 "Clear them first: model.zero_grad().")
                 raise CheckFailure(f"`{name}` is wrong on {where} (the reference is chapter 04's NumPy MLP on the "
                                    f"same weights):\n  {problem}")
+        with _no_grad():   # training goes on: optimizers and zero_grad(set_to_none=False) reuse .grad in place
+            for p in model.parameters():
+                if p.grad is not None:
+                    p.grad.fill_(7.0)
+        for key in params:
+            if compare(_np(grads[key]), exp_grads[key], rtol=2e-3, atol=1e-5) is not None:
+                raise CheckFailure(f"`{name}`'s grads[{key!r}] changed when the model's .grad was later overwritten in "
+                                   f"place, on {where}: the array shares memory with the gradient tensor "
+                                   "(.numpy() does not copy). Return independent arrays: .numpy().copy().")
         if thorough:
             again = call(fn, name, (model, x, y), {}, where + ", called a second time")
             if isinstance(again, (tuple, list)) and len(again) == 2 and isinstance(again[1], dict) and "W0" in again[1]:

@@ -872,11 +872,13 @@ def check_warmup_cosine_lr(fn: Callable[..., Any], thorough: bool = False) -> No
 # =========================================================================== gradient clipping
 
 
-_ClipCase = tuple[str, list[tuple[tuple[int, ...], float | None]], float, bool, torch.dtype]
+_ClipCase = tuple[str, list[tuple[tuple[int, ...], float | None]], float | tuple[str, float], bool, torch.dtype]
 
 
 def _clip_cases(thorough: bool) -> list[_ClipCase]:
-    """(label, [(shape, gradient scale or None for no gradient)], max_norm, pass a generator, dtype)."""
+    """(label, [(shape, gradient scale or None for no gradient)], max_norm, pass a generator, dtype).
+
+    max_norm ("times the norm", f) means f times the case's own gradient norm."""
     cases = [("two tensors, norm well above max_norm", [((3, 4), 1.0), ((4,), 1.0)], 1.0, False, torch.float32),
              ("norm already below max_norm", [((5,), 0.1), ((2, 2), 0.1)], 10.0, False, torch.float32)]
     if thorough:
@@ -887,7 +889,11 @@ def _clip_cases(thorough: bool) -> list[_ClipCase]:
                   ("one tensor dominates the norm", [((10,), 100.0), ((10,), 0.01)], 1.0, False, torch.float32),
                   ("huge gradients", [((8, 8), 1e6), ((8,), 1e6)], 5.0, True, torch.float32),
                   ("float64 gradients, many tensors", [((3,), 1.0)] * 7, 0.7, False, torch.float64),
-                  ("a single tensor in a list", [((2, 3, 4), 3.0)], 2.0, False, torch.float32)]
+                  ("a single tensor in a list", [((2, 3, 4), 3.0)], 2.0, False, torch.float32),
+                  ("the norm just below max_norm (max_norm = 1.25 x the norm): nothing to clip",
+                   [((4, 3), 1.0), ((3,), 1.0)], ("times the norm", 1.25), False, torch.float32),
+                  ("tiny gradients (norm ~2e-5) and max_norm 1e-6: the 1e-6 in norm + 1e-6 matters",
+                   [((5,), 1e-5), ((2, 2), 1e-5)], 1e-6, False, torch.float64)]
     return cases
 
 
@@ -944,6 +950,8 @@ def check_clip_grad_norm(fn: Callable[..., Any], thorough: bool = False) -> None
                 g = _t(rng.normal(size=shape) * scale, dtype)
                 a.grad, b.grad = g.clone(), g.clone()
             mine.append(a), theirs.append(b), originals.append(None if scale is None else a.grad.clone())
+        if isinstance(max_norm, tuple):   # relative to this case's own gradient norm
+            max_norm = max_norm[1] * float(torch.sqrt(sum((o.double() ** 2).sum() for o in originals if o is not None)))
         shapes = ", ".join(f"{list(s)}" + ("" if sc is not None else " (no grad)") for s, sc in spec)
         where = (f"case {i} of {len(cases)} ({label}; {'a generator' if as_generator else 'a list'} of parameters "
                  f"with shapes {shapes}, max_norm={max_norm})")
