@@ -171,6 +171,10 @@ def gen_own_generator(model, prompt, n_new, temperature=1.0, top_k=None, generat
     return ref.generate(model, prompt, n_new, temperature, top_k, own)
 
 
+def gen_drops_top_k(model, prompt, n_new, temperature=1.0, top_k=None, generator=None):
+    return ref.generate(model, prompt, n_new, temperature, None, generator)  # top_k never reaches the sampler
+
+
 def gen_preallocated(model, prompt, n_new, temperature=1.0, top_k=None, generator=None):
     b, t0 = prompt.shape
     out = torch.empty(b, t0 + n_new, dtype=torch.long)
@@ -389,7 +393,7 @@ MUTANTS = {
                          batch_reseeds_global],
     "next_token_loss": [loss_sum, loss_double_shift, loss_log_of_softmax, loss_item, loss_view, loss_detached_leaf],
     "generate_text": [gen_no_crop, gen_first_window, gen_first_position, gen_new_only, gen_ignores_generator,
-                      gen_own_generator],
+                      gen_own_generator, gen_drops_top_k],
     "model_perplexity": [ppl_base_two, ppl_mean_of_rows, ppl_of_sum, ppl_returns_loss],
     "sample_next_token": [sample_from_logits, sample_raw_logits, sample_temperature_multiplies, sample_top_k_plus_one,
                           sample_always_greedy, sample_keeps_shape, sample_topk_unguarded, sample_topk_whole_batch,

@@ -6,6 +6,8 @@ matching the reference's random numbers, so any correct way of drawing passes.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from typing import Any, Callable
 
@@ -549,6 +551,19 @@ def check_generate_text(fn: Callable[..., Any], thorough: bool = False) -> None:
                   case(13, 6, 2, 1, 12, "a one-token prompt, top_k = 1 at temperature 1", temperature=1.0, top_k=1),
                   case(9, 7, 1, 4, 0, "n_new = 0: the prompt comes back unchanged"),
                   case(17, 3, 4, 3, 10, "context of 3, batch of 4")]
+    passed = io.StringIO()
+    with contextlib.redirect_stdout(passed):   # the ✓ line waits for the sampling checks below
+        run_check(name, fn, lambda m, p, n, temperature, top_k: ref.generate(m, p, n, temperature, top_k),
+                  cases, rtol=0, atol=0, thorough=thorough, mistakes=[
+                      Mistake("you fed the *first* n_ctx tokens once the sequence outgrew the context; feed the *last* "
+                              "n_ctx (tokens[:, -n_ctx:]), the ones right before the token being predicted.",
+                              lambda m, p, n, **kw: _generate_variant(m, p, n, **kw, kind="first_window")),
+                      Mistake("you sampled from the logits of the first position; the next token is predicted by the "
+                              "*last* position (logits[:, -1]).",
+                              lambda m, p, n, **kw: _generate_variant(m, p, n, **kw, kind="first_position")),
+                      Mistake("you returned only the new tokens; return the prompt followed by them.",
+                              lambda m, p, n, **kw: _generate_variant(m, p, n, **kw, kind="new_only")),
+                  ])
     if thorough:  # sampling: valid tokens, reproducible with a seed
         model = _ContextModel(10, 6)
         prompt = torch.randint(0, 10, (3, 2), generator=g)
@@ -569,17 +584,27 @@ def check_generate_text(fn: Callable[..., Any], thorough: bool = False) -> None:
         problem = _rng_problem(used, untouched)
         if problem:
             raise CheckFailure(f"`{name}` is wrong on {where}: {problem}")
-    run_check(name, fn, lambda m, p, n, temperature, top_k: ref.generate(m, p, n, temperature, top_k),
-              cases, rtol=0, atol=0, thorough=thorough, mistakes=[
-                  Mistake("you fed the *first* n_ctx tokens once the sequence outgrew the context; feed the *last* "
-                          "n_ctx (tokens[:, -n_ctx:]), the ones right before the token being predicted.",
-                          lambda m, p, n, **kw: _generate_variant(m, p, n, **kw, kind="first_window")),
-                  Mistake("you sampled from the logits of the first position; the next token is predicted by the "
-                          "*last* position (logits[:, -1]).",
-                          lambda m, p, n, **kw: _generate_variant(m, p, n, **kw, kind="first_position")),
-                  Mistake("you returned only the new tokens; return the prompt followed by them.",
-                          lambda m, p, n, **kw: _generate_variant(m, p, n, **kw, kind="new_only")),
-              ])
+        # top_k = 2 at a high temperature: every new token is one of the model's two favourites, and both occur
+        where = "sampling 30 tokens at temperature 1.5 with top_k = 2"
+        out = call(fn, name, (model, prompt, 30), {"temperature": 1.5, "top_k": 2, "generator": _seeded(9)}, where)
+        if not torch.is_tensor(out) or tuple(out.shape) != (3, 32):
+            raise CheckFailure(f"`{name}` returned {describe(out)} on {where}; expected shape (3, 32)")
+        ranks = []
+        with torch.no_grad():
+            for j in range(30):
+                logits = model(out[:, :2 + j][:, -model.cfg.n_ctx:])[:, -1]
+                top2 = torch.topk(logits, 2, dim=-1).indices
+                ranks.append(torch.where(top2[:, 0] == out[:, 2 + j], 0,
+                                         torch.where(top2[:, 1] == out[:, 2 + j], 1, 2)))
+        ranks = torch.stack(ranks)
+        if bool((ranks == 2).any()):
+            raise CheckFailure(f"`{name}` is wrong on {where}: {int((ranks == 2).sum())} new tokens were not among the "
+                               "model's 2 most likely. Pass top_k on to sample_next_token.")
+        if not bool((ranks == 1).any()):
+            raise CheckFailure(f"`{name}` is wrong on {where}: only the single most likely token ever came out, never "
+                               "the second (about 1 in 15 draws here). Pass temperature and top_k on to "
+                               "sample_next_token as given.")
+    print(passed.getvalue(), end="")
 
 
 # --------------------------------------------------------------------------- 6. the trained model
