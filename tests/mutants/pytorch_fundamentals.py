@@ -297,8 +297,8 @@ def grads_log_softmax(model, x, y):
     loss = -logp[torch.arange(len(y)), y].mean()
     loss.backward()
     return float(loss), {k: v for i, layer in enumerate(model.layers)
-                         for k, v in ((f"W{i}", np.array(layer.weight.grad).T),     # np.array copies
-                                      (f"b{i}", np.array(layer.bias.grad)))}
+                         for k, v in ((f"W{i}", layer.weight.grad.clone().numpy().T),   # a copy, then a view of it
+                                      (f"b{i}", layer.bias.grad.clone().numpy()))}
 
 
 # =========================================================================== DigitsDataset
