@@ -400,42 +400,32 @@ def train_no_zero_grad(model, loader, optimizer, device):
     return total / n
 
 
-def train_forgets_device(model, loader, optimizer, device):
-    model.train()
+def _epoch_moving(model, loader, optimizer, move_x, move_y, train_mode=True):
+    """A correct epoch, except where a batch part is not moved to the device or train mode is not set."""
+    if train_mode:
+        model.train()
     total, n = 0.0, 0
-    for x, y in loader:                                                  # batches stay where the loader made them
-        loss = F.cross_entropy(model(x), y)
+    for x, y in loader:
+        loss = F.cross_entropy(model(move_x(x)), move_y(y))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         total += loss.item() * len(y)
         n += len(y)
     return total / n
+
+
+def train_forgets_device(model, loader, optimizer, device):
+    return _epoch_moving(model, loader, optimizer, lambda x: x, lambda y: y)       # nothing moved to `device`
 
 
 def train_moves_inputs_only(model, loader, optimizer, device):
-    model.train()
-    total, n = 0.0, 0
-    for x, y in loader:
-        loss = F.cross_entropy(model(x.to(device)), y)                  # the labels stay on the CPU
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(y)
-        n += len(y)
-    return total / n
+    return _epoch_moving(model, loader, optimizer, lambda x: x.to(device), lambda y: y)   # labels stay behind
 
 
 def train_no_train_mode(model, loader, optimizer, device):
-    total, n = 0.0, 0
-    for x, y in loader:
-        loss = F.cross_entropy(model(x.to(device)), y.to(device))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total += loss.item() * len(y)
-        n += len(y)
-    return total / n
+    return _epoch_moving(model, loader, optimizer, lambda x: x.to(device), lambda y: y.to(device),
+                         train_mode=False)                              # model.train() never called
 
 
 def train_returns_last_loss(model, loader, optimizer, device):

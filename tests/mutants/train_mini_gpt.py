@@ -262,24 +262,26 @@ def sample_top_k_plus_one(logits, temperature=1.0, top_k=None, generator=None):
     return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
 
 
-def sample_topk_unguarded(logits, temperature=1.0, top_k=None, generator=None):
+def _sample_with_threshold(logits, temperature, top_k, generator, kth_of):
+    """Temperature, then every logit below kth_of(scaled logits) masked, then a multinomial draw."""
     if temperature == 0:
         return logits.argmax(-1)
     logits = logits / temperature
-    if top_k is not None:  # torch.topk raises when top_k > vocab
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_k is not None:
+        logits = logits.masked_fill(logits < kth_of(logits, top_k), float("-inf"))
     return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+
+
+def sample_topk_unguarded(logits, temperature=1.0, top_k=None, generator=None):
+    # torch.topk raises when top_k > vocab
+    return _sample_with_threshold(logits, temperature, top_k, generator,
+                                  lambda z, k: torch.topk(z, k, dim=-1).values[..., -1:])
 
 
 def sample_topk_whole_batch(logits, temperature=1.0, top_k=None, generator=None):
-    if temperature == 0:
-        return logits.argmax(-1)
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = torch.topk(logits.reshape(-1), top_k).values[-1]  # one threshold for the whole batch
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+    # one threshold for the whole batch
+    return _sample_with_threshold(logits, temperature, top_k if top_k is None or top_k < logits.shape[-1] else None,
+                                  generator, lambda z, k: torch.topk(z.reshape(-1), k).values[-1])
 
 
 def sample_reseeds_global(logits, temperature=1.0, top_k=None, generator=None):

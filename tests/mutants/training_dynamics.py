@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from safety_roadmap.reference import training_dynamics as ref
+
 # =========================================================================== optimizers: mutants
 
 
@@ -651,16 +653,7 @@ def dead_negative_outputs(model, x):
 
 def dead_sets_eval(model, x):
     model.eval()                                                       # never switched back to train mode
-    acts = {}
-    handles = [m.register_forward_hook(lambda mod, inp, out, n=n: acts.__setitem__(n, out.detach()))
-               for n, m in model.named_modules() if isinstance(m, nn.ReLU)]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return {n: (a.reshape(-1, a.shape[-1]) == 0).all(0).float().mean().item() for n, a in acts.items()}
+    return ref.dead_relu_fractions(model, x)
 
 
 def dead_max_over_batch(model, x):
