@@ -20,6 +20,7 @@ from ..reference.transformer_from_scratch import GPT, GPTConfig
 from ._core import Case, CheckFailure, Mistake, NotAttempted, call, compare, describe, rng_for, run_check, trust
 from ._core import guard as _guard
 from ._torch import torch_check as _keeps_rng
+from .transformer_from_scratch import failing_helper_note
 
 __all__ = ["check_next_token_batch", "check_next_token_loss", "check_model_perplexity", "check_sample_next_token",
            "check_generate_text", "check_trained_gpt_val_loss", "VAL_LOSS_BAR"]
@@ -534,6 +535,17 @@ def _generate_variant(model, prompt, n_new, temperature=1.0, top_k=None, generat
 @_keeps_rng
 def check_generate_text(fn: Callable[..., Any], thorough: bool = False) -> None:
     """generate(model, prompt [b, t0], n_new, temperature, top_k, generator) -> [b, t0 + n_new]."""
+    __tracebackhide__ = True
+    try:
+        _check_generate(fn, thorough)
+    except CheckFailure as failure:
+        note = failing_helper_note(fn, "sample_next_token", check_sample_next_token, "sample_next_token")
+        if note:
+            raise CheckFailure(f"{failure}{note}") from None
+        raise
+
+
+def _check_generate(fn: Callable[..., Any], thorough: bool) -> None:
     __tracebackhide__ = True
     _guard()
     name = "generate"

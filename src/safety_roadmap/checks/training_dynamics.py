@@ -23,6 +23,7 @@ from ..reference import training_dynamics as ref
 from ._core import (Case, CheckFailure, Mistake, NotAttempted, call, compare, describe, guard, rng_for, run_check,
                     trust)
 from ._torch import torch_check as _one_thread
+from .transformer_from_scratch import failing_helper_note as _failing_helper_note
 
 __all__ = ["check_sgd_momentum_step", "check_adam_step", "check_adamw_step", "check_dropout_forward",
            "check_batchnorm_module", "check_layernorm_module", "check_warmup_cosine_lr", "check_clip_grad_norm",
@@ -363,8 +364,14 @@ def check_adam_step(fn: Callable[..., Any], thorough: bool = False) -> None:
 def check_adamw_step(fn: Callable[..., Any], thorough: bool = False) -> None:
     """adamw_step(p, grad, state, lr, betas, eps, weight_decay): in place, as torch.optim.AdamW."""
     __tracebackhide__ = True
-    _check_optimizer("adamw_step", "adamw", fn, _adam_cases(thorough, decay=True), thorough, salt=3,
-                     mistakes=_adam_mistakes(0.1))
+    try:
+        _check_optimizer("adamw_step", "adamw", fn, _adam_cases(thorough, decay=True), thorough, salt=3,
+                         mistakes=_adam_mistakes(0.1))
+    except CheckFailure as failure:
+        note = _failing_helper_note(fn, "adam_step", check_adam_step, "adam_step")
+        if note:
+            raise CheckFailure(f"{failure}{note}") from None
+        raise
 
 
 # =========================================================================== dropout

@@ -128,6 +128,21 @@ def _passes_quietly(check: Callable[..., Any], obj: Any) -> bool:
         return False
 
 
+def failing_helper_note(fn: Any, helper_name: str, check: Callable[..., Any], exercise: str) -> str:
+    """"Fix `helper` first", only when the learner's function calls their own `helper` (a notebook function) and
+    that helper's own thorough check fails; "" otherwise, so a correct helper is never blamed. Shared by the
+    chapter 07-09 checks whose exercises reuse an earlier one (adamw_step -> adam_step, generate ->
+    sample_next_token)."""
+    helper = getattr(fn, "__globals__", {}).get(helper_name)
+    if not callable(helper) or getattr(helper, "__module__", "") != "__main__" or \
+            helper_name not in getattr(getattr(fn, "__code__", None), "co_names", ()):
+        return ""
+    if _passes_quietly(check, helper):
+        return ""
+    return (f"\n  Your function calls your `{helper_name}`, and its own check fails: run "
+            f"`check_{exercise}({helper_name}, thorough=True)` and fix it first.")
+
+
 def _learner_helper(cls: Any, name: str) -> Any:
     """The notebook function `name` that the learner's class calls (a global of its forward), or None."""
     forward = getattr(cls, "forward", None)
