@@ -560,10 +560,10 @@ def check_digits_dataset(cls: Any, thorough: bool = False) -> None:
     name = "DigitsDataset"
     guard()
     rng = rng_for(thorough, 4)
-    cases = [("float32 pixels", 10, np.float32, np.int64, False), ("as_image=True", 7, np.float32, np.int64, True)]
+    cases = [("float32 pixels", 10, np.float32, np.int64, False), ("as_image=True", 7, np.float32, np.int64, True),
+             ("float64 pixels and int32 labels", 9, np.float64, np.int32, False)]
     if thorough:
-        cases += [("float64 pixels and int32 labels", 9, np.float64, np.int32, False),
-                  ("a single example, as an image", 1, np.float64, np.int64, True),
+        cases += [("a single example, as an image", 1, np.float64, np.int64, True),
                   ("a larger set, as images", 50, np.float32, np.int64, True)]
     for i, (label, n, xdt, ydt, as_image) in enumerate(cases, 1):
         x = rng.uniform(0, 1, size=(n, 64)).astype(xdt)

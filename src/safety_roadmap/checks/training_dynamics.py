@@ -427,9 +427,9 @@ def check_dropout_forward(fn: Callable[..., Any], thorough: bool = False) -> Non
             raise CheckFailure(f"`{name}` should return x unchanged in eval mode, on {where}:\n  {problem}{hint}")
 
     # 2. the exact output for a given mask
-    mask_cases = [((6, 7), 0.3, torch.float32), ((4, 8), 0.5, torch.float32)]
+    mask_cases = [((6, 7), 0.3, torch.float32), ((4, 8), 0.5, torch.float32), ((2, 3, 4), 0.1, torch.float64)]
     if thorough:
-        mask_cases += [((2, 3, 4), 0.1, torch.float64), ((5,), 0.9, torch.float32), ((3, 3), 0.75, torch.float64),
+        mask_cases += [((5,), 0.9, torch.float32), ((3, 3), 0.75, torch.float64),
                        ((20, 30), 0.5, torch.float32)]
     for shape, p, dtype in mask_cases:
         n_checks += 1
@@ -887,12 +887,13 @@ def _clip_cases(thorough: bool) -> list[_ClipCase]:
 
     max_norm ("times the norm", f) means f times the case's own gradient norm."""
     cases = [("two tensors, norm well above max_norm", [((3, 4), 1.0), ((4,), 1.0)], 1.0, False, torch.float32),
-             ("norm already below max_norm", [((5,), 0.1), ((2, 2), 0.1)], 10.0, False, torch.float32)]
+             ("norm already below max_norm", [((5,), 0.1), ((2, 2), 0.1)], 10.0, False, torch.float32),
+             ("model.parameters()-style generator, clipping needed", [((6, 3), 2.0), ((3,), 2.0), ((2, 6), 2.0)],
+              0.5, True, torch.float32),
+             ("a parameter without a gradient", [((4, 4), 1.0), ((4,), None), ((3,), 1.0)], 0.3, False,
+              torch.float32)]
     if thorough:
-        cases += [("model.parameters()-style generator, clipping needed", [((6, 3), 2.0), ((3,), 2.0), ((2, 6), 2.0)],
-                   0.5, True, torch.float32),
-                  ("a parameter without a gradient", [((4, 4), 1.0), ((4,), None), ((3,), 1.0)], 0.3, False,
-                   torch.float32),
+        cases += [
                   ("one tensor dominates the norm", [((10,), 100.0), ((10,), 0.01)], 1.0, False, torch.float32),
                   ("huge gradients", [((8, 8), 1e6), ((8,), 1e6)], 5.0, True, torch.float32),
                   ("float64 gradients, many tensors", [((3,), 1.0)] * 7, 0.7, False, torch.float64),
@@ -1047,12 +1048,12 @@ def _grad_norm_models(thorough: bool) -> list[tuple[str, Callable[[], nn.Module]
         return build
 
     models = [("a 3-layer MLP", with_grads(lambda: _mlp(1, [4, 5, 3]), (6, 4))),
-              ("a deeper MLP", with_grads(lambda: _mlp(2, [8, 16, 16, 16, 4]), (10, 8), seed=1))]
+              ("a deeper MLP", with_grads(lambda: _mlp(2, [8, 16, 16, 16, 4]), (10, 8), seed=1)),
+              ("a frozen first layer (requires_grad=False)", with_grads(lambda: _mlp(4, [3, 4, 4, 2]), (5, 3),
+                                                                        seed=3, freeze="0."))]
     if thorough:
         models += [("nested modules with a head that is never used (no gradient)",
                     with_grads(lambda: _Encoder(3), (7, 5), seed=2)),
-                   ("a frozen first layer (requires_grad=False)", with_grads(lambda: _mlp(4, [3, 4, 4, 2]), (5, 3),
-                                                                             seed=3, freeze="0.")),
                    ("tiny gradients", with_grads(lambda: _mlp(5, [4, 4, 2]), (3, 4), scale=1e-8, seed=4)),
                    ("a float64 model", with_grads(lambda: _mlp(6, [3, 6, 2], torch.float64), (4, 3), seed=5,
                                                   dtype=torch.float64))]
