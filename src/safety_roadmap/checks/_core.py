@@ -31,12 +31,48 @@ _isinstance = isinstance
 _errstate = _np.errstate
 
 
+def _learner_lines(exc: BaseException | None) -> list[str]:
+    """Where the learner's own code (a notebook cell) raised `exc`, as "Cell In[7], line 3, in f" lines."""
+    import linecache
+
+    out: list[str] = []
+    tb = exc.__traceback__ if exc is not None else None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if tb.tb_frame.f_globals.get("__name__") == "__main__":
+            where = code.co_filename
+            try:
+                from IPython import get_ipython
+
+                where = " ".join(get_ipython().compile.format_code_name(where) or (where,))
+            except Exception:  # not in IPython, or a cell IPython did not compile
+                pass
+            out.append(f"  {where}, line {tb.tb_lineno}, in {code.co_name}")
+            text = linecache.getline(code.co_filename, tb.tb_lineno).strip()
+            if text:
+                out.append(f"    {text}")
+        tb = tb.tb_next
+    return out
+
+
+def _render_traceback_(self: BaseException) -> list[str]:
+    """What IPython shows when a check fails: its message once, plus where the learner's code raised
+    when it crashed; never the library's frames (IPython calls this instead of formatting a traceback)."""
+    lines = [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+    own = _learner_lines(self.__cause__)
+    return lines + (["", "Where your code raised it:", *own] if own else [])
+
+
 class CheckFailure(AssertionError):
     """The learner's answer is wrong; the message says how."""
+
+    _render_traceback_ = _render_traceback_
 
 
 class NotAttempted(NotImplementedError):
     """The exercise still raises NotImplementedError."""
+
+    _render_traceback_ = _render_traceback_
 
 
 # --------------------------------------------------------------------------- tamper guard
