@@ -332,6 +332,34 @@ UNDERTRAINED = _trained(16, 1, 0.01, seed=0)
 WELL_TRAINED = _trained(64, 40, 0.1, seed=5)
 
 
+class TestLookupModel:
+    """Memorises the test split's labels by their exact pixels (a model 'trained' on the test set)."""
+
+    def __init__(self):
+        from safety_roadmap.data import load_digits
+        data = load_digits()
+        self.table = {x.tobytes(): int(y) for x, y in zip(data.x_test, data.y_test)}
+        self.fallback = WELL_TRAINED
+
+    def forward(self, x):
+        logits = np.zeros((len(x), 10))
+        for i, row in enumerate(np.asarray(x, dtype=np.float32)):
+            logits[i, self.table.get(row.tobytes(), 0)] = 1.0
+        return logits
+
+
+def _trained_on_test_split(seed: int = 0) -> ref.MLP:
+    from safety_roadmap.data import load_digits
+    data = load_digits()
+    model = ref.MLP([64, 64, 10], seed=seed)
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        for xb, yb in ref.iterate_minibatches(data.x_test, data.y_test, 16, rng):
+            _, grads = model.loss_and_grads(xb, yb)
+            ref.sgd_step(model.params, grads, 0.1)
+    return model
+
+
 class DivergedModel:
     def forward(self, x):
         return np.full((len(x), 10), np.nan)
@@ -352,7 +380,8 @@ MUTANTS = {
     "iterate_minibatches": [mb_drops_last, mb_separate_shuffles, mb_no_shuffle, mb_fixed_seed, mb_shuffle_in_place,
                             mb_global_random],
     "mlp_sgd_step": [sgd_rebinds, sgd_ascent, sgd_weights_only, sgd_returns_new],
-    "mlp_digits_accuracy": [UNTRAINED, UNDERTRAINED, ConstantModel(), DivergedModel()],
+    "mlp_digits_accuracy": [UNTRAINED, UNDERTRAINED, ConstantModel(), DivergedModel(), TestLookupModel(),
+                            _trained_on_test_split()],
     "zero_init_quiz": ["a", "c", "d"],
 }
 
