@@ -44,7 +44,9 @@ def _dirichlet(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 def _bern_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 31)
     cases = [Case((np.array([1, 0, 1, 1]), np.array([0.9, 0.2, 0.6, 0.7])), "4 labels"),
-             Case((rng.integers(0, 2, size=20), rng.uniform(0.05, 0.95, size=20)), "20 random labels")]
+             Case((rng.integers(0, 2, size=20), rng.uniform(0.05, 0.95, size=20)), "20 random labels"),
+             Case((np.array([[True, False, True], [False, False, True]]), np.array([[0.8, 0.1, 0.6], [0.3, 0.5, 0.9]])),
+                  "a [2, 3] array of boolean labels")]
     if thorough:
         cases += [Case((np.array([1, 0, 1, 0]), np.array([1.0, 0.0, 0.8, 0.3])),
                        "a model that is certain and right: p = 1 for a 1, p = 0 for a 0"),
@@ -89,7 +91,8 @@ def check_bernoulli_log_likelihood(fn: Callable[..., Any], thorough: bool = Fals
 def _gauss_ll_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 32)
     cases = [Case((np.array([0.0]), 0.0, 1.0), "one point at the mean of a standard normal"),
-             Case((np.array([1.0, 2.0, 3.0]), 2.0, 0.5), "three points, mu = 2, sigma = 0.5")]
+             Case((np.array([1.0, 2.0, 3.0]), 2.0, 0.5), "three points, mu = 2, sigma = 0.5"),
+             Case((np.array([[0.5, -1.0], [2.0, 0.0]]), 0.5, 2.0), "a [2, 2] array of data, mu = 0.5, sigma = 2")]
     if thorough:
         cases += [Case((rng.normal(3.0, 2.0, size=50), 3.0, 2.0), "50 points, mu = 3, sigma = 2"),
                   Case((np.array([0.0, 50.0, -80.0]), 0.0, 0.1),
@@ -138,7 +141,8 @@ def check_gaussian_log_likelihood(fn: Callable[..., Any], thorough: bool = False
 def _mle_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 33)
     cases = [Case((np.array([1.0, 2.0, 3.0, 4.0]),), "the data 1, 2, 3, 4"),
-             Case((rng.normal(2.0, 3.0, size=50),), "50 draws from N(2, 3^2)")]
+             Case((rng.normal(2.0, 3.0, size=50),), "50 draws from N(2, 3^2)"),
+             Case((np.array([[1.0, 3.0], [5.0, 7.0]]),), "a [2, 2] array (use every entry)")]
     if thorough:
         cases += [Case((np.array([0.0, 2.0]),), "two points: 0 and 2 (divide by n or n - 1 matters most here)"),
                   Case((np.array([5.0]),), "a single point (the MLE of sigma is 0)"),
