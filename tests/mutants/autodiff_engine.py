@@ -428,3 +428,14 @@ ALTERNATIVES = {
     "matmul_backward": [mm_einsum, ref.matmul_backward],
     "log_softmax_backward": [ls_jacobian, ref.log_softmax_backward],
 }
+
+
+# --------------------------------------------------------------------------- contract-class mutants (issue 12)
+
+
+class ReluGradAtZero(Value):
+    # passes the gradient at exactly x = 0; the prompt's table says 1 only if x > 0
+    relu = _unary(lambda x: max(x, 0.0), lambda x, y: float(x >= 0), "relu")
+
+
+MUTANTS["value_unary_ops"].append(ReluGradAtZero)

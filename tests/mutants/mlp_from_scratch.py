@@ -542,3 +542,18 @@ ALTERNATIVES = {
     "mlp_digits_accuracy": [WELL_TRAINED],
     "zero_init_quiz": ["B", " b ", "(b)"],
 }
+
+
+def sce_global_max(logits, labels):
+    # shifts by the max of the whole batch: a row far below it underflows, log(0) = -inf
+    z = logits - logits.max()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        p = np.exp(logp)
+    n = len(labels)
+    grad = p.copy()
+    grad[np.arange(n), labels] -= 1
+    return float(-logp[np.arange(n), labels].mean()), grad / n
+
+
+MUTANTS["softmax_cross_entropy"].append(sce_global_max)

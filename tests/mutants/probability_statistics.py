@@ -428,3 +428,12 @@ def boot_skips_first(correct, num_resamples=2000, alpha=0.05, rng=None):
 
 MUTANTS["bootstrap_accuracy_ci"] += [boot_ignores_num_resamples, boot_fresh_generator, boot_never_last,
                                      boot_rounded_indices, boot_skips_first]
+
+
+def boot_upper_full_alpha(correct, num_resamples=2000, alpha=0.05, rng=None):
+    c = np.asarray(correct, dtype=float)
+    accs = c[rng.integers(0, len(c), size=(num_resamples, len(c)))].mean(axis=1)
+    return tuple(np.percentile(accs, [100 * alpha / 2, 100 * (1 - alpha)]))  # upper tail cut by alpha, not alpha/2
+
+
+MUTANTS["bootstrap_accuracy_ci"].append(boot_upper_full_alpha)

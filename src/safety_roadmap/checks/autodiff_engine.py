@@ -23,6 +23,11 @@ from ._core import (Case, CheckFailure, Mistake, call, compare, describe, guard,
 trust(torch)
 trust(torch.nn.functional)
 
+#: For mutation testing: the Value methods each exercise teaches (the reference is one class, so a mutant in
+#: another exercise's method says nothing about this exercise's check).
+MUTATION_SCOPE = {"value_add_mul": ("__add__", "__mul__", "__radd__", "__rmul__"), "value_backward": ("backward",),
+                  "value_pow": ("__pow__",), "value_unary_ops": ("exp", "log", "relu", "tanh")}
+
 __all__ = ["check_value_add_mul", "check_value_backward", "check_value_pow", "check_value_unary_ops",
            "check_unbroadcast", "check_matmul_backward", "check_log_softmax_backward"]
 
@@ -253,7 +258,8 @@ def _add_mul_cases(thorough: bool) -> list[_Expr]:
     cases = [_Expr("a * b + c", lambda o, a, b, c: a * b + c, (2.0, -3.0, 10.0)),
              _Expr("(a * b) * c: the product's gradient is c, not 1", lambda o, a, b, c: (a * b) * c, (1.5, 2.0, -4.0)),
              _Expr("a * a: a used twice", lambda o, a: a * a, (3.0,), reuse),
-             _Expr("2 * a + 3 + b * 4: numbers on either side", lambda o, a, b: 2 * a + 3 + b * 4, (0.5, -1.25))]
+             _Expr("2 * a + 3 + b * 4: numbers on either side", lambda o, a, b: 2 * a + 3 + b * 4, (0.5, -1.25)),
+             _Expr("2 + a * b: a number on the left of +", lambda o, a, b: 2 + a * b, (1.5, -2.0))]
     if thorough:
         def shared(o, a, b):
             e = a * b
@@ -451,6 +457,8 @@ def _unary_cases(thorough: bool) -> list[tuple[str, _Expr]]:
                   ("log", _Expr("a.exp().log()", lambda o, a: a.exp().log(), (1.3,))),
                   ("relu", _Expr("(a * b).relu() + a", lambda o, a, b: o.add(o.mul(a, b).relu(), a), (2.0, 0.25))),
                   ("relu", _Expr("a.relu() with a huge a", lambda o, a: a.relu(), (1e6,))),
+                  ("relu", _Expr("a.relu() * b at exactly a = 0 (the table says: derivative 0 unless x > 0)",
+                                 lambda o, a, b: o.mul(a.relu(), b), (0.0, 2.0))),
                   ("tanh", _Expr("a.tanh(), large a", lambda o, a: a.tanh(), (4.0,))),
                   ("tanh", _Expr("tanh(a) * tanh(a)", lambda o, a: o.mul(a.tanh(), a.tanh()), (-0.9,), reuse)),
                   ("tanh", _Expr("tanh(tanh(a) * b)", lambda o, a, b: o.mul(a.tanh(), b).tanh(), (0.5, 3.0))),
@@ -514,6 +522,8 @@ def _unbroadcast_cases(thorough: bool) -> list[Case]:
                   Case((g(2, 3, 4), (2, 1, 4)), "a stretched middle axis"),
                   Case((g(2, 3), ()), "a scalar (shape ()) added to everything"),
                   Case((g(5,), (1,)), "shape (1,) stretched to (5,)"),
+                  Case((g(2, 3), (1, 3)), "a (1, 3) row stretched down 2 rows"),
+                  Case((g(3, 2, 2), (2, 1)), "(2, 1) broadcast to (3, 2, 2): a stretched axis of size 2"),
                   Case((g(4, 1, 3), (1, 1, 3)), "(1, 1, 3) to (4, 1, 3)"),
                   Case((g(2, 2, 3, 4), (4,)), "three new leading axes"),
                   Case((read_only(g(3, 5)), (5,)), "a read-only gradient"),

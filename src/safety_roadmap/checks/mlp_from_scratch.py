@@ -185,6 +185,8 @@ def _sce_cases(thorough: bool) -> list[Case]:
                   Case((np.array([[0.0, -800.0], [-800.0, 0.0]]), np.array([1, 1])),
                        "a very unlikely label: softmax underflows to 0, log(0) = -inf unless you work in log space"),
                   Case((np.zeros((3, 5)), np.array([0, 2, 4])), "all-zero logits (uniform prediction)"),
+                  Case((np.array([[1000.0, 999.0, 0.0], [-2000.0, -1999.0, -2001.0]]), np.array([0, 1])),
+                       "rows on very different scales (max 1000 and -1999): shift each row by its own max"),
                   Case((_normal(rng, 1, 2), np.array([1])), "batch 1, 2 classes"),
                   Case((read_only(_normal(rng, 6, 3)), read_only(_labels(rng, 6, 3))), "read-only inputs"),
                   Case((non_contiguous(_normal(rng, 4, 6)), _labels(rng, 4, 6)), "strided (sliced) logits"),
