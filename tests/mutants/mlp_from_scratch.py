@@ -382,7 +382,7 @@ MUTANTS = {
     "mlp_sgd_step": [sgd_rebinds, sgd_ascent, sgd_weights_only, sgd_returns_new],
     "mlp_digits_accuracy": [UNTRAINED, UNDERTRAINED, ConstantModel(), DivergedModel(), TestLookupModel(),
                             _trained_on_test_split()],
-    "zero_init_quiz": ["a", "c", "d"],
+    "zero_init_quiz": ["a", "b", "c"],
 }
 
 # --------------------------------------------------------------------------- correct alternatives
@@ -447,14 +447,13 @@ def sce_float32(logits, labels):
 
 def ng_subtract_and_add(f, param, eps=1e-5):
     grad = np.zeros(param.shape)
-    flat, out = param.reshape(-1), grad.reshape(-1)  # views
-    for i in range(flat.size):
-        flat[i] += eps
+    for idx in np.ndindex(param.shape):  # indexes param itself, so slices work too
+        param[idx] += eps
         plus = f()
-        flat[i] -= 2 * eps
+        param[idx] -= 2 * eps
         minus = f()
-        flat[i] += eps  # may differ from the original by one rounding step: fine
-        out[i] = (plus - minus) / (2 * eps)
+        param[idx] += eps  # may differ from the original by one rounding step: fine
+        grad[idx] = (plus - minus) / (2 * eps)
     return grad
 
 
@@ -540,7 +539,7 @@ ALTERNATIVES = {
     "iterate_minibatches": [mb_shuffle_indices, mb_array_split],
     "mlp_sgd_step": [sgd_by_key, sgd_subtract_out],
     "mlp_digits_accuracy": [WELL_TRAINED],
-    "zero_init_quiz": ["B", " b ", "(b)"],
+    "zero_init_quiz": ["D", " d ", "(d)"],
 }
 
 
@@ -557,3 +556,44 @@ def sce_global_max(logits, labels):
 
 
 MUTANTS["softmax_cross_entropy"].append(sce_global_max)
+
+
+def ng_ignores_eps(f, param, eps=1e-5):
+    return ref.numerical_gradient(f, param)  # always the default step
+
+
+def ng_flat_view(f, param, eps=1e-5):
+    # nudges through param.reshape(-1): a view for contiguous params, a silent copy for a slice
+    flat = param.reshape(-1)
+    grad = np.zeros(flat.size)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        f_plus = f()
+        flat[i] = old - eps
+        f_minus = f()
+        flat[i] = old
+        grad[i] = (f_plus - f_minus) / (2 * eps)
+    return grad.reshape(param.shape)
+
+
+MUTANTS["mlp_numerical_gradient"] += [ng_ignores_eps, ng_flat_view]
+
+
+def mb_rotation(x, y, batch_size, rng):
+    # "shuffles" by rotating the order: reproducible and different each epoch, but only n orders are possible
+    order = np.roll(np.arange(len(y)), int(rng.integers(0, len(y))))
+    for s in range(0, len(y), batch_size):
+        idx = order[s:s + batch_size]
+        yield x[idx], y[idx]
+
+
+def mb_last_stays(x, y, batch_size, rng):
+    # permutes only the first n - 1 examples: the last one always comes last
+    order = np.append(rng.permutation(len(y) - 1), len(y) - 1)
+    for s in range(0, len(y), batch_size):
+        idx = order[s:s + batch_size]
+        yield x[idx], y[idx]
+
+
+MUTANTS["iterate_minibatches"] += [mb_rotation, mb_last_stays]

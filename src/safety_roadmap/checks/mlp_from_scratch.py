@@ -291,8 +291,20 @@ def _grad_problems(thorough: bool) -> list[tuple[str, Callable[[np.ndarray], tup
                      ("f mixes entries, p of shape [3, 4]", weighted, rng.normal(size=(3, 4))),
                      ("a single-entry parameter, shape [1]", cubic, np.array([1.5])),
                      ("p with three axes, shape [2, 2, 3]", wavy, rng.normal(size=(2, 2, 3))),
-                     ("f = an MLP's loss, p = its W0 [5, 6]", mlp_w0, _small_mlp_problem()[0]["W0"].copy())]
+                     ("f = an MLP's loss, p = its W0 [5, 6]", mlp_w0, _small_mlp_problem()[0]["W0"].copy()),
+                     ("p is a slice of a bigger array (columns 0-3 of a [3, 8] array): not contiguous", wavy,
+                      _column_slice(rng.normal(size=(3, 4)))),
+                     ("eps = 0.1: f = sum(p ** 3), whose central difference is 3p^2 + eps^2", cubic,
+                      np.array([0.5, -1.0, 2.0]), 0.1),
+                     ("eps = 1e-3 on f = sum(exp(5p))", steep, rng.uniform(0.2, 0.8, size=(3,)), 1e-3)]
     return problems
+
+
+def _column_slice(x: np.ndarray) -> np.ndarray:
+    """The values of `x` [r, c] as the first c columns of an [r, 2c] array: a view whose reshape(-1) is a copy."""
+    wide = np.zeros((x.shape[0], 2 * x.shape[1]))
+    wide[:, :x.shape[1]] = x
+    return wide[:, :x.shape[1]]
 
 
 def _corner(p: np.ndarray) -> np.ndarray:
@@ -309,11 +321,17 @@ def check_mlp_numerical_gradient(fn: Callable[..., Any], thorough: bool = False)
     if not callable(fn):
         raise CheckFailure(f"expected a function for `numerical_gradient`, got {describe(fn)}")
     problems = _grad_problems(thorough)
-    for i, (label, make, init) in enumerate(problems, 1):
-        param = init.copy()
+    for i, (label, make, init, *eps) in enumerate(problems, 1):
+        param = init.copy() if init.flags.c_contiguous else _column_slice(init)
         f, analytic = make(param)
         where = f"case {i} of {len(problems)} ({label})"
-        got = call(fn, "numerical_gradient", (f, param), None, where)
+        kwargs = {"eps": eps[0]} if eps else None
+        if eps:  # a coarse step: the answer is the central difference itself, not the true gradient
+            twin = init.copy()
+            analytic = ref.numerical_gradient(make(twin)[0], twin, eps[0])
+            twin = init.copy()
+            default_step = ref.numerical_gradient(make(twin)[0], twin)
+        got = call(fn, "numerical_gradient", (f, param), kwargs, where)
         drift = np.abs(param - init).max()
         if drift > 1e-9 * max(1.0, np.abs(init).max()):
             raise CheckFailure(f"`numerical_gradient` left `param` changed (by up to {drift:.3g}) on {where}. "
@@ -324,8 +342,11 @@ def check_mlp_numerical_gradient(fn: Callable[..., Any], thorough: bool = False)
             g = np.asarray(got, dtype=float) if isinstance(got, (np.ndarray, float, list)) else None
             if g is not None and g.shape == analytic.shape:
                 if not g.any():
-                    msg += ("\n  Likely cause: f never saw your nudges. `param.flatten()` makes a copy: nudge `param` "
-                            "itself (param[idx], or a view such as param.reshape(-1)).")
+                    msg += ("\n  Likely cause: f never saw your nudges. `param.flatten()` makes a copy, and so does "
+                            "`param.reshape(-1)` when param is not contiguous (a slice): nudge `param` itself, "
+                            "param[idx] with idx from np.ndindex(param.shape) or np.nditer.")
+                elif eps and np.allclose(g, default_step, rtol=1e-6, atol=1e-9):
+                    msg += "\n  Likely cause: you ignored the `eps` argument; nudge by the eps you are given."
                 elif np.allclose(g, g.ravel()[0]) and param.size > 1:
                     msg += ("\n  Likely cause: you nudged every entry at once. Nudge one entry at a time: each "
                             "entry of the gradient is its own pair of evaluations of f.")
@@ -542,8 +563,26 @@ def check_iterate_minibatches(fn: Callable[..., Any], thorough: bool = False) ->
             if thorough and not np.array_equal(first, again):
                 raise CheckFailure(f"`iterate_minibatches` on {where}: the same seed gave different orders, so runs "
                                    "are not reproducible. Shuffle with the `rng` argument, not np.random.")
+    _check_shuffle_is_uniform(fn)
     kind = "thorough" if thorough else "quick"
-    print(f"✓ iterate_minibatches: all {len(cases)} {kind} checks passed")
+    print(f"✓ iterate_minibatches: all {len(cases) + 1} {kind} checks passed")
+
+
+def _check_shuffle_is_uniform(fn: Callable[..., Any], n: int = 6, epochs: int = 300) -> None:
+    """A real shuffle reaches every order: 300 epochs of 6 examples show ~250 distinct orders out of 720;
+    a rotation, or a shuffle that keeps one example in place, shows at most 6 or 120."""
+    __tracebackhide__ = True
+    x, y = np.arange(n)[:, None] * 10.0, np.arange(n)
+    rng = np.random.default_rng(2024)
+    where = f"{epochs} epochs of {n} examples, batch_size {n}, one rng"
+    orders = {tuple(_order(_batches(fn, x, y, n, rng, where)).tolist()) for _ in range(epochs)}
+    firsts = {o[0] for o in orders}
+    lasts = {o[-1] for o in orders}
+    if len(orders) < 150 or len(firsts) < n or len(lasts) < n:
+        raise CheckFailure(
+            f"`iterate_minibatches` on {where}: only {len(orders)} different orders (a fair shuffle gives about 250 "
+            f"of the 720 possible), {len(firsts)} different first and {len(lasts)} different last examples. Every "
+            "order must be possible: shuffle all n indices with rng.permutation(n), not a rotation and not n - 1 of them.")
 
 
 # --------------------------------------------------------------------------- SGD
@@ -669,7 +708,7 @@ def check_mlp_digits_accuracy(model: Any, thorough: bool = False) -> None:
 
 # --------------------------------------------------------------------------- concept question
 
-_ZERO_INIT_DIGEST = "5083f5c3e69a564f71d501490c033e63506f78daf9642e9b4198cd617c271ece"  # sha256 of "zero_init_quiz:<letter>"
+_ZERO_INIT_DIGEST = "dbc9d4d320c159207f5936175efc6453c033630894352aad09759e81d593f202"  # sha256 of "zero_init_quiz:<letter>"
 
 
 def check_zero_init_quiz(answer: Any, thorough: bool = False) -> None:
