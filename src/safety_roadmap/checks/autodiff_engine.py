@@ -515,7 +515,8 @@ def _unbroadcast_cases(thorough: bool) -> list[Case]:
     g = lambda *s: rng.normal(size=s)  # noqa: E731
     cases = [Case((g(3, 4), (4,)), "a bias of shape (4,) added to a (3, 4) batch"),
              Case((g(3, 4), (3, 1)), "a (3, 1) column stretched across 4 columns"),
-             Case((g(2, 3), (2, 3)), "no broadcasting at all")]
+             Case((g(2, 3), (2, 3)), "no broadcasting at all"),
+             Case((g(2, 3), ()), "a scalar input (shape ())")]
     if thorough:
         cases += [Case((g(3, 4), (1, 4)), "a (1, 4) row stretched down 3 rows"),
                   Case((g(2, 3, 4), (3, 1)), "(3, 1) broadcast to (2, 3, 4): a new leading axis AND a stretched one"),
@@ -607,12 +608,15 @@ def _log_softmax_cases(thorough: bool) -> list[Case]:
     g = lambda *s: rng.normal(size=s)  # noqa: E731
     one_hot = -np.eye(5)[rng.integers(0, 5, size=4)] / 4
     cases = [Case((g(4, 5), g(4, 5)), "batch 4, 5 classes"),
-             Case((one_hot, g(4, 5)), "grad_out = -one_hot / batch (the NLL loss)")]
+             Case((one_hot, g(4, 5)), "grad_out = -one_hot / batch (the NLL loss)"),
+             Case((g(6,), g(6,)), "a single vector of 6 logits (no batch axis)")]
     if thorough:
         cases += [Case((g(2, 3, 6), g(2, 3, 6)), "two batch axes"),
                   Case((g(1, 2), g(1, 2)), "2 classes"),
                   Case((g(3, 4), g(3, 4) * 1000), "huge logits (exp overflows unless you shift by the max)"),
                   Case((g(3, 4), np.zeros((3, 4))), "all-zero logits"),
+                  Case((g(2, 3), np.array([[1000.0, 999.0, 0.0], [-2000.0, -1999.0, -2001.0]])),
+                       "rows on very different scales (max 1000 and -1999): shift each row by its own max"),
                   Case((g(7,), g(7,)), "a single vector of 7 logits"),
                   Case((read_only(g(2, 5)), read_only(g(2, 5))), "read-only inputs"),
                   Case((g(3, 4), non_contiguous(g(3, 4))), "strided (sliced) logits")]
