@@ -450,3 +450,16 @@ def ls_global_max(grad_out, x):
 
 
 MUTANTS["log_softmax_backward"].append(ls_global_max)
+
+
+class BackwardZeroesFirst(Value):
+    def backward(self):
+        order = topological_order(self)
+        for node in order:  # "clean slate": wipes gradients the caller had accumulated
+            node.grad = 0.0
+        self.grad = 1.0
+        for node in reversed(order):
+            node._backward()
+
+
+MUTANTS["value_backward"].append(BackwardZeroesFirst)

@@ -401,8 +401,32 @@ _BACKWARD_MISTAKES = [
 def check_value_backward(cls: Any, thorough: bool = False) -> None:
     """Value.backward(): reverse topological order, root gradient 1, every node once."""
     __tracebackhide__ = True
-    _run_scalar("Value.backward", cls, _backward_cases(thorough), learner_backward=True, thorough=thorough,
-                mistakes=_BACKWARD_MISTAKES)
+    cases = _backward_cases(thorough)
+    _run_scalar("Value.backward", cls, cases, learner_backward=True, thorough=thorough,
+                mistakes=_BACKWARD_MISTAKES, quiet=True)
+    _check_keeps_old_grads(cls)
+    kind = "thorough" if thorough else "quick"
+    print(f"✓ Value.backward: all {len(cases) + 1} {kind} checks passed (gradients match torch.autograd)")
+
+
+def _check_keeps_old_grads(cls: Any) -> None:
+    """The prompt: backward() does not reset old gradients. Leaves that already hold a gradient must end
+    with old + new (what lets a training loop sum gradients over several losses before a step)."""
+    __tracebackhide__ = True
+    where = "L = a * b + a with a = 2, b = -3, where a.grad = 0.5 and b.grad = -1 before L.backward()"
+    a, b = cls(2.0), cls(-3.0)
+    a.grad, b.grad = 0.5, -1.0
+    loss = a * b + a
+    call(lambda: cls.backward(loss), "Value.backward", (), None, where)
+    want = (0.5 + (-3.0 + 1.0), -1.0 + 2.0)
+    got = (float(a.grad), float(b.grad))
+    if abs(got[0] - want[0]) > 1e-12 or abs(got[1] - want[1]) > 1e-12:
+        fresh = (-3.0 + 1.0, 2.0)
+        cause = ("\n  Likely cause: your backward() sets every gradient to 0 before it starts, so the old ones are "
+                 "lost. Only the output's .grad is set (to 1.0); every other node accumulates with +=."
+                 if max(abs(g - f) for g, f in zip(got, fresh)) < 1e-12 else "")
+        raise CheckFailure(f"`Value.backward` on {where}: expected a.grad = {want[0]:g}, b.grad = {want[1]:g} "
+                           f"(old + new), got {got[0]:g}, {got[1]:g}.{cause}")
 
 
 # --------------------------------------------------------------------------- exercise 3: **
