@@ -562,19 +562,19 @@ def ng_ignores_eps(f, param, eps=1e-5):
     return ref.numerical_gradient(f, param)  # always the default step
 
 
+class _ReshapeInsteadOfFlatten:
+    """Stands in for `param` so ng_flatten_copy's loop nudges param.reshape(-1) instead of param.flatten()."""
+
+    def __init__(self, param):
+        self.shape, self._param = param.shape, param
+
+    def flatten(self):
+        return self._param.reshape(-1)  # a view for contiguous params, a silent copy for a slice
+
+
 def ng_flat_view(f, param, eps=1e-5):
-    # nudges through param.reshape(-1): a view for contiguous params, a silent copy for a slice
-    flat = param.reshape(-1)
-    grad = np.zeros(flat.size)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        f_plus = f()
-        flat[i] = old - eps
-        f_minus = f()
-        flat[i] = old
-        grad[i] = (f_plus - f_minus) / (2 * eps)
-    return grad.reshape(param.shape)
+    # nudges through param.reshape(-1): right for contiguous params, blind to nudges on a slice
+    return ng_flatten_copy(f, _ReshapeInsteadOfFlatten(param), eps)
 
 
 MUTANTS["mlp_numerical_gradient"] += [ng_ignores_eps, ng_flat_view]
