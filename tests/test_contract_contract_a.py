@@ -79,3 +79,73 @@ def test_demo_cells_offer_the_course_version_above_first_use(chapter_id: str) ->
                         missing.append(name)
                     break
     assert not missing, f"{chapter_id}: no 'stuck?' import line above the first demo use of {missing}"
+
+
+MLP_SOURCE = '''
+def linear_forward(x, W, b):
+    return x @ W + b
+
+def linear_backward(grad_out, x, W):
+    return grad_out @ W.T, x.T @ grad_out, grad_out.sum(axis=0)
+
+def relu_forward(x):
+    return np.maximum(x, 0.0)
+
+def relu_backward(grad_out, x):
+    return grad_out * (x > 0)
+RELU_BACKWARD_BUG
+def softmax_cross_entropy(logits, labels):
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    n = len(labels)
+    g = np.exp(logp)
+    g[np.arange(n), labels] -= 1
+    return float(-logp[np.arange(n), labels].mean()), g / n
+
+class MLP:
+    def __init__(self, sizes, seed=0):
+        rng = np.random.default_rng(seed)
+        self.params = {}
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            self.params[f"W{i}"] = rng.standard_normal((a, b)) * np.sqrt(2 / a)
+            self.params[f"b{i}"] = np.zeros(b)
+        self.n = len(sizes) - 1
+
+    def forward(self, x):
+        h = x
+        for i in range(self.n):
+            z = linear_forward(h, self.params[f"W{i}"], self.params[f"b{i}"])
+            h = relu_forward(z) if i < self.n - 1 else z
+        return h
+
+    def loss_and_grads(self, x, y):
+        cache, h = [], x
+        for i in range(self.n):
+            z = linear_forward(h, self.params[f"W{i}"], self.params[f"b{i}"])
+            cache.append((h, z))
+            h = relu_forward(z) if i < self.n - 1 else z
+        loss, grad = softmax_cross_entropy(h, y)
+        grads = {}
+        for i in reversed(range(self.n)):
+            h_i, z_i = cache[i]
+            if i < self.n - 1:
+                grad = relu_backward(grad, z_i)
+            grad, grads[f"W{i}"], grads[f"b{i}"] = linear_backward(grad, h_i, self.params[f"W{i}"])
+        return loss, grads
+'''
+
+
+def test_mlp_names_the_broken_layer_function_first() -> None:
+    from safety_roadmap.checks import mlp_from_scratch as mlp
+    bug = "\ndef relu_backward(grad_out, x):\n    return grad_out * (x >= -0.5)\n"  # a wrong mask
+    cls = _notebook_function(MLP_SOURCE.replace("RELU_BACKWARD_BUG", bug), "MLP")
+    with pytest.raises(CheckFailure) as info:
+        mlp.check_mlp_class(cls, thorough=True)
+    assert "fix `relu_backward` first" in str(info.value)
+    assert "linear_backward` first" not in str(info.value)
+
+
+def test_mlp_with_correct_layers_passes(capsys) -> None:
+    from safety_roadmap.checks import mlp_from_scratch as mlp
+    mlp.check_mlp_class(_notebook_function(MLP_SOURCE.replace("RELU_BACKWARD_BUG", ""), "MLP"), thorough=True)
+    assert "✓" in capsys.readouterr().out

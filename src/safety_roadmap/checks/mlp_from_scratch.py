@@ -426,6 +426,35 @@ def _load(model: Any, values: dict[str, np.ndarray]) -> None:
 def check_mlp_class(cls: Any, thorough: bool = False) -> None:
     """MLP(sizes, seed=0): `.params` {"W0","b0",...}; `.forward(x)` -> logits; `.loss_and_grads(x, y)`."""
     __tracebackhide__ = True
+    try:
+        _run_mlp_class(cls, thorough)
+    except CheckFailure as exc:
+        note = _layer_notes(cls)
+        if not note:
+            raise
+        raise CheckFailure(f"{exc}{note}") from None
+
+
+def _layer_notes(cls: Any) -> str:
+    """'Fix X first' for each earlier exercise the learner's MLP calls whose own thorough check fails."""
+    from .linear_algebra import fix_first_note
+
+    deps = {"linear_forward": check_linear_forward, "linear_backward": check_linear_backward,
+            "relu_forward": check_relu_forward, "relu_backward": check_relu_backward,
+            "softmax_cross_entropy": check_softmax_cross_entropy}
+    methods = [m for m in vars(cls).values() if callable(m) and hasattr(m, "__code__")] if isinstance(cls, type) else []
+    notes: list[str] = []
+    for dep, dep_check in deps.items():
+        for m in methods:
+            note = fix_first_note(m, "MLP", dep, dep_check)
+            if note:
+                notes.append(note)
+                break
+    return "".join(notes)
+
+
+def _run_mlp_class(cls: Any, thorough: bool) -> None:
+    __tracebackhide__ = True
     guard()
     if not callable(cls):
         raise CheckFailure(f"expected the class `MLP`, got {describe(cls)}")
