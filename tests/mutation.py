@@ -387,6 +387,17 @@ def _time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def warm_up(target: Target) -> None:
+    """Run the thorough check once on the reference itself, with no time limit.
+
+    Checks import some things on first use (torch._dynamo on the first optimizer, TransformerLens):
+    a mutant's time limit firing half-way through such an import would leave a broken module in
+    sys.modules for every later test in the process. It also proves the reference passes its own check."""
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        target.check()(target.reference(), thorough=True)
+
+
 def compile_mutant(target: Target, mutant: Mutant) -> Any:
     """The mutated function/class, defined in a copy of the reference module's namespace (the
     real reference, which the check compares against, is untouched)."""
@@ -483,6 +494,7 @@ def score_target(target: Target, *, k: int | None = None, seed: int = 0, timeout
     """Generate, (optionally) sample and run the target's mutants; allow-listed survivors don't count."""
     allowlist = allowlist or Allowlist.load()
     start = time.perf_counter()
+    warm_up(target)
     mutants = generate_mutants(target)
     chosen = sample(mutants, k, seed, target)
     killed, allowed, survivors = 0, [], []
