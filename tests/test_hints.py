@@ -111,13 +111,14 @@ def test_a_hint_in_a_broken_source_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_hint_accepts_the_name_the_test_cell_checks(curriculum, capsys, monkeypatch) -> None:
-    """Issue 13 item 6: chapter 13's `normalised_recovery` is graded as `patching_recovery`."""
-    by_name = hint(curriculum, ROOT, "13", "normalised_recovery")
-    assert by_name == hint(curriculum, ROOT, "13", "patching_recovery")
-    assert by_name.startswith("Hint 1 of ") and "for patching_recovery (13_activation_patching)" in by_name
+    """Issue 13 item 6: chapter 04's `sgd_step` is graded as `mlp_sgd_step` (chapter 13, the issue's
+    example, now names its grade ids after its functions)."""
+    by_name = hint(curriculum, ROOT, "04", "sgd_step")
+    assert by_name == hint(curriculum, ROOT, "04", "mlp_sgd_step")
+    assert by_name.startswith("Hint 1 of ") and "for mlp_sgd_step (04_mlp_from_scratch)" in by_name
     monkeypatch.setenv("SAFETY_ROADMAP_ROOT", str(ROOT))
-    rc, out, err = cli(capsys, "hint", "13", "no_such_fn")
+    rc, out, err = cli(capsys, "hint", "04", "no_such_fn")
     assert rc != 0 and out == "" and len(err.strip().splitlines()) == 1
-    assert "valid names:" in err and "patching_recovery (normalised_recovery)" in err
+    assert "valid names:" in err and "mlp_sgd_step (sgd_step)" in err
     rc, _, err = cli(capsys, "hint", "05", "Value")   # one class checked by several exercises
     assert rc != 0 and "value_add_mul" in err and "name one of those" in err

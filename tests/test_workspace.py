@@ -159,15 +159,15 @@ def test_solution_asks_first_and_is_recorded(course: Path, capsys, monkeypatch) 
     monkeypatch.setattr("sys.stdin", io.StringIO(""))           # seen before: no second question
     rc, again, _ = cli(capsys, "solution", "01", "project_onto")
     assert rc == 0 and "def project_onto" in again
-    rc, out, _ = cli(capsys, "solution", "13", "normalised_recovery", "--yes")   # by function name
-    assert rc == 0 and "patching_recovery" in out and "def normalised_recovery" in out
+    rc, out, _ = cli(capsys, "solution", "04", "sgd_step", "--yes")   # by function name
+    assert rc == 0 and "mlp_sgd_step" in out and "def sgd_step" in out
 
     rc, out, _ = cli(capsys, "status")
     assert rc == 0 and "solution seen: project_onto" in out
     rc, out, _ = cli(capsys, "status", "--json")
     chapters = {c["id"]: c for p in json.loads(out)["phases"] for c in p["chapters"]}
     assert chapters[CH]["solutions_viewed"] == ["project_onto"]
-    assert chapters["13_activation_patching"]["solutions_viewed"] == ["patching_recovery"]
+    assert chapters["04_mlp_from_scratch"]["solutions_viewed"] == ["mlp_sgd_step"]
 
 
 def test_grade_without_arguments_grades_the_changed_workspace_notebooks(course: Path, capsys, monkeypatch,

@@ -8,33 +8,61 @@ that forgets `model.eval()` measures noise. TransformerLens is imported lazily.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from functools import partial
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
+
+import functools
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import activation_patching_task as task
 from ..reference import activation_patching as ref
 from ..reference import interpretability_tools as ref12
 from ._core import Case, Mistake, check_choice, compare, describe, non_contiguous, rng_for, run_check, trust
 from .interpretability_tools import ModelCase, run_model_check
 
-__all__ = ["check_ioi_logit_diff", "check_patching_recovery", "check_patch_resid_by_pos", "check_patch_heads_by_pos",
-           "check_mean_ablate_heads", "check_effect_confidence_interval", "check_attribution_patch_resid",
-           "check_patching_reading_quiz"]
+__all__ = ["check_ioi_logit_diff", "check_normalised_recovery", "check_patch_resid_by_pos", "check_patch_heads_by_pos",
+           "check_select_heads", "check_mean_ablate_heads", "check_effect_confidence_interval", "check_confirm_heads",
+           "check_attribution_patch_resid", "check_patching_reading_quiz"]
 
 trust(torch)
 trust(F)
 
+# --------------------------------------------------------------------------- hook names
+
+
+def _explain_hook_names(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The learner's function, with a KeyError about a hook name explained: under TransformerLens 4 a hook
+    registered on `blocks.0.hook_resid_pre` is called with `hook.name == "blocks.0.hook_in"`, so a dict
+    filled with `d[hook.name] = ...` has no `"blocks.0.hook_resid_pre"` key."""
+    if not callable(fn):
+        return fn
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except KeyError as exc:
+            key = str(exc.args[0]) if exc.args else ""
+            if not key.startswith("blocks.") and "hook_" not in key:
+                raise
+            raise KeyError(
+                f"{key!r}. Inside a hook, TransformerLens 4 sets `hook.name` to the bridge's own alias (a hook "
+                "registered on 'blocks.0.hook_resid_pre' sees hook.name == 'blocks.0.hook_in'), so a dictionary "
+                "filled with `d[hook.name] = ...` does not have the name you registered. Key it by the name you "
+                "registered or by the layer, passed into the hook with functools.partial.") from None
+    return wrapper
+
+
 # --------------------------------------------------------------------------- metrics on tensors
 
 
-def _ioi_logits(rng: np.random.Generator, batch: int, seq: int = 10, scale: float = 3.0,
+def _ioi_logits(rng: np.random.Generator, batch: int, seq: int = ref.SEQ_LEN, scale: float = 3.0,
                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     logits = torch.from_numpy(rng.normal(size=(batch, seq, ref.D_VOCAB)) * scale).to(dtype)
-    picks = np.stack([rng.choice(len(ref.NAMES), size=2, replace=False) for _ in range(batch)]) + ref.NAMES[0]
+    picks = np.stack([rng.choice(len(task.NAME_WORDS), size=2, replace=False) for _ in range(batch)]) + task.FIRST_NAME
     return logits, torch.from_numpy(picks[:, 0]), torch.from_numpy(picks[:, 1])
 
 
@@ -45,6 +73,7 @@ def _logit_diff_cases(thorough: bool) -> list[Case]:
     if thorough:
         logits, io, s = _ioi_logits(rng, 5)
         cases += [Case(_ioi_logits(rng, 1), "a single prompt"),
+                  Case(_ioi_logits(rng, 6, seq=1), "one position only"),
                   Case(_ioi_logits(rng, 64, scale=30.0), "64 prompts, large logits"),
                   Case(_ioi_logits(rng, 3, dtype=torch.float64), "float64 logits"),
                   Case((torch.from_numpy(non_contiguous(logits.numpy())), io, s), "non-contiguous logits"),
@@ -86,7 +115,7 @@ def _recovery_cases(thorough: bool) -> list[Case]:
     return cases
 
 
-def check_patching_recovery(fn: Callable[..., Any], thorough: bool = False) -> None:
+def check_normalised_recovery(fn: Callable[..., Any], thorough: bool = False) -> None:
     """normalised_recovery(patched, clean, corrupted) -> same shape as patched."""
     __tracebackhide__ = True
     run_check("normalised_recovery", fn, ref.normalised_recovery, _recovery_cases(thorough), rtol=1e-5, atol=1e-6,
@@ -179,29 +208,43 @@ class MeanLogitDiff:
         return ref.ioi_logit_diff(logits, self.io, self.s).mean()
 
 
-def _label(key: str, batch: int, length: int = ref.SEQ_LEN) -> str:
+SWEEP_TEMPLATE = 3   # "A and B , X F F F to"; the sweeps drop its padding and its three fillers
+
+
+def _label(key: str, batch: int) -> str:
     spec = _SPECS[key]
     layers = f"{spec['n_layers']} layer" + ("s" if spec["n_layers"] > 1 else "")
-    cut = "" if length == ref.SEQ_LEN else f", prompts cut to their first {length} tokens"
-    return f"{layers} x {spec['n_heads']} heads, {batch} prompt pair" + ("s" if batch > 1 else "") + cut
+    return (f"{layers} x {spec['n_heads']} heads, {batch} whole prompt pair" + ("s" if batch > 1 else "")
+            + " '<s> A and B , X to'")
 
 
-def _patch_case(key: str, batch: int, seed: int, length: int = ref.SEQ_LEN) -> ModelCase:
+def _prompts(batch: int, seed: int, templates: list[int] | None = None) -> task.IOIBatch:
+    """Prompts of all templates; or, for the sweeps, whole 7-token prompts '<s> A and B , X to' (template 3
+    without its padding and fillers): every position holds a word, X and the pair sit at different
+    positions, the last position is 'to', and each sweep stays short."""
+    if templates is not None:
+        return task.ioi_batch(batch, torch.Generator().manual_seed(seed), templates)
+    prompts = task.ioi_batch(batch, torch.Generator().manual_seed(seed), [SWEEP_TEMPLATE])
+    cut = task.SEQ_LEN - 1 - len(task.TEMPLATES[SWEEP_TEMPLATE].split())
+    keep = torch.tensor([cut + i for i in range(6)] + [task.SEQ_LEN - 1])   # <s> A and B , X ... to
+    return task.IOIBatch(prompts.tokens[:, keep], prompts.io, prompts.s, prompts.x_pos - cut, prompts.template)
+
+
+def _patch_case(key: str, batch: int, seed: int, *extra: Any, label: str = "") -> ModelCase:
     def build() -> tuple:
         model = _model(key)
-        tokens, io, s = ref.ioi_prompts(batch, torch.Generator().manual_seed(seed))
-        corrupted = ref.corrupt_s2(tokens, io)[:, :length]
+        prompts = _prompts(batch, seed)
         with torch.no_grad():
-            _, clean_cache = model.run_with_cache(tokens[:, :length])
-        return model, corrupted, clean_cache, MeanLogitDiff(io, s)
-    return ModelCase(_label(key, batch, length), build)
+            _, clean_cache = model.run_with_cache(prompts.tokens)
+        return (model, task.corrupt(prompts), clean_cache, MeanLogitDiff(prompts.io, prompts.s), *extra)
+    return ModelCase(_label(key, batch) + label, build)
 
 
 def _attribution_case(key: str, batch: int, seed: int) -> ModelCase:
     def build() -> tuple:
         model = _model(key)
-        tokens, io, s = ref.ioi_prompts(batch, torch.Generator().manual_seed(seed))
-        return model, tokens, ref.corrupt_s2(tokens, io), MeanLogitDiff(io, s)
+        prompts = _prompts(batch, seed)
+        return model, prompts.tokens, task.corrupt(prompts), MeanLogitDiff(prompts.io, prompts.s)
     return ModelCase(_label(key, batch), build)
 
 
@@ -233,27 +276,12 @@ def _exact(got: Any, expected: Any, args: tuple) -> str | None:
     return compare(got.detach().float(), expected.detach().float(), rtol=1e-5, atol=1e-5)
 
 
-@contextmanager
-def _quiet_library() -> Iterator[Any]:
-    """`transformer_lens.patching` with its progress bars switched off (restored afterwards)."""
-    from transformer_lens import patching
-
-    bar = patching.tqdm
-    patching.tqdm = lambda iterable, **kwargs: iterable
-    try:
-        yield patching
-    finally:
-        patching.tqdm = bar
-
-
 def library_resid_pre(model: Any, corrupted: torch.Tensor, clean_cache: Any, metric: Any) -> torch.Tensor:
-    with _quiet_library() as patching:
-        return patching.get_act_patch_resid_pre(model, corrupted, clean_cache, metric)
-
-
-def library_head_out_by_pos(model: Any, corrupted: torch.Tensor, clean_cache: Any, metric: Any) -> torch.Tensor:
-    with _quiet_library() as patching:
-        return patching.get_act_patch_attn_head_out_by_pos(model, corrupted, clean_cache, metric)
+    key = (id(model), corrupted.numpy().tobytes(), metric.io.numpy().tobytes(), metric.s.numpy().tobytes(), "resid")
+    if key not in _SWEEPS:
+        with task.quiet_patching() as patching:
+            _SWEEPS[key] = patching.get_act_patch_resid_pre(model, corrupted, clean_cache, metric)
+    return _SWEEPS[key].clone()
 
 
 def _sweep(model: Any, corrupted: torch.Tensor, names: Callable[[int], str], cells: list, setter: Callable,
@@ -309,8 +337,8 @@ def check_patch_resid_by_pos(fn: Callable[..., Any], thorough: bool = False) -> 
     `transformer_lens.patching.get_act_patch_resid_pre`."""
     __tracebackhide__ = True
     # the sweeps cost one forward pass per cell, so the thorough cases do not repeat the quick one
-    cases = [_patch_case("Q", 3, 2, length=7), _patch_case("R", 1, 3)] if thorough else [_patch_case("P", 4, 1, 7)]
-    run_model_check("patch_resid_by_pos", fn, library_resid_pre, cases, thorough, _with_eval_hint(_exact),
+    cases = [_patch_case("Q", 3, 2), _patch_case("R", 1, 3)] if thorough else [_patch_case("P", 4, 1)]
+    run_model_check("patch_resid_by_pos", _explain_hook_names(fn), library_resid_pre, cases, thorough, _with_eval_hint(_exact),
                     _resid_mistakes(), prepare=_train_mode_with_dropout)
 
 
@@ -318,7 +346,7 @@ def _head_mistakes() -> list[Mistake]:
     def cells(model, T):
         return [(p, h) for p in range(T) for h in range(model.cfg.n_heads)]
 
-    def pattern(model, corrupted, cache, metric):
+    def pattern(model, corrupted, cache, metric, component="z"):
         T = corrupted.shape[1]
 
         def setter(act, clean, cell):
@@ -328,7 +356,7 @@ def _head_mistakes() -> list[Mistake]:
         return _sweep(model, corrupted, lambda l: f"blocks.{l}.attn.hook_pattern", cells(model, T), setter,
                       (model.cfg.n_layers, T, model.cfg.n_heads), metric, cache)
 
-    def all_heads(model, corrupted, cache, metric):
+    def all_heads(model, corrupted, cache, metric, component="z"):
         T = corrupted.shape[1]
 
         def setter(act, clean, cell):
@@ -337,7 +365,7 @@ def _head_mistakes() -> list[Mistake]:
         return _sweep(model, corrupted, lambda l: f"blocks.{l}.attn.hook_z", cells(model, T), setter,
                       (model.cfg.n_layers, T, model.cfg.n_heads), metric, cache)
 
-    def queries(model, corrupted, cache, metric):
+    def queries(model, corrupted, cache, metric, component="z"):
         T = corrupted.shape[1]
 
         def setter(act, clean, cell):
@@ -354,14 +382,131 @@ def _head_mistakes() -> list[Mistake]:
             Mistake("you patched the head's queries (hook_q); patch its output, hook_z.", queries)]
 
 
+_SWEEPS: dict[tuple, torch.Tensor] = {}
+
+
+def _library_head_sweep(model: Any, corrupted: torch.Tensor, clean_cache: Any, metric: Any,
+                        component: str = "z") -> torch.Tensor:
+    """The library's sweep, remembered per (pooled model, prompts, component): the check models are
+    restored to the same weights on every build, so a repeated check need not pay for it twice."""
+    key = (id(model), corrupted.numpy().tobytes(), metric.io.numpy().tobytes(), metric.s.numpy().tobytes(), component)
+    if key not in _SWEEPS:
+        with task.quiet_patching() as patching:
+            name = "out" if component == "z" else component
+            sweep = getattr(patching, f"get_act_patch_attn_head_{name}_by_pos")
+            _SWEEPS[key] = sweep(model, corrupted, clean_cache, metric)
+    return _SWEEPS[key].clone()
+
+
+def _component_mistakes() -> list[Mistake]:
+    def always_z(model, corrupted, cache, metric, component="z"):
+        return ref.patch_heads_by_pos(model, corrupted, cache, metric, "z")
+
+    def attention_input(model, corrupted, cache, metric, component="z"):
+        # hook_attn_in / the residual stream entering the layer instead of the head's own q, k or v
+        return ref.patch_heads_by_pos(model, corrupted, cache, metric, {"q": "k", "k": "q", "v": "z", "z": "v"}[component])
+
+    return [Mistake("you patched hook_z whatever `component` says; build the hook name from it, "
+                    "`blocks.{layer}.attn.hook_{component}`.", always_z),
+            Mistake("you patched a different component from the one asked for (check which hook each of z, q, k "
+                    "and v names).", attention_input)]
+
+
 def check_patch_heads_by_pos(fn: Callable[..., Any], thorough: bool = False) -> None:
-    """patch_heads_by_pos(model, corrupted_tokens, clean_cache, metric) -> [n_layers, pos, n_heads], equal to
-    `transformer_lens.patching.get_act_patch_attn_head_out_by_pos`."""
+    """patch_heads_by_pos(model, corrupted_tokens, clean_cache, metric, component="z") -> [n_layers, pos, n_heads],
+    equal to `transformer_lens.patching.get_act_patch_attn_head_{out,q,k,v}_by_pos`."""
     __tracebackhide__ = True
-    # the sweeps cost one forward pass per cell, so the thorough case does not repeat the quick one
-    cases = [_patch_case("Q", 2, 5, length=7)] if thorough else [_patch_case("P", 3, 4, length=7)]
-    run_model_check("patch_heads_by_pos", fn, library_head_out_by_pos, cases, thorough, _with_eval_hint(_exact),
-                    _head_mistakes(), prepare=_train_mode_with_dropout)
+    # the sweeps cost one forward pass per cell, so the thorough cases do not repeat the quick one
+    # (the quick case covers component v; hidden and visible checks both run when a notebook is graded)
+    if thorough:
+        cases = [_patch_case("P", 2, 5, label=", default component (z)"),
+                 _patch_case("P", 2, 6, "q", label=", component q"), _patch_case("P", 3, 7, "k", label=", component k")]
+    else:
+        cases = [_patch_case("P", 3, 4, "v", label=", component v")]
+    run_model_check("patch_heads_by_pos", _explain_hook_names(fn), _library_head_sweep, cases, thorough, _with_eval_hint(_exact),
+                    _head_mistakes() + _component_mistakes(), prepare=_train_mode_with_dropout)
+
+
+# --------------------------------------------------------------------------- head selection
+
+def _selection_case(key: str, batch: int, seed: int, target: float | None) -> ModelCase:
+    def build() -> tuple:
+        model = _model(key)
+        prompts = _prompts(batch, seed, templates=list(range(len(task.TEMPLATES))))
+        args = (model, prompts.tokens, task.corrupt(prompts), MeanLogitDiff(prompts.io, prompts.s))
+        return args if target is None else (*args, target)
+    where = "default target 0.8" if target is None else f"target {target}"
+    return ModelCase(f"{_label(key, batch).split(' whole')[0]} prompts of all templates, {where}", build)
+
+
+def _as_heads(x: Any) -> Any:
+    try:
+        return [(int(layer), int(head)) for layer, head in x]
+    except (TypeError, ValueError):
+        return None
+
+
+def _same_heads(got: Any, expected: Any, args: tuple) -> str | None:
+    heads = _as_heads(got)
+    if heads is None:
+        return f"expected a list of (layer, head) pairs, got {describe(got)}"
+    if heads != _as_heads(expected):
+        return f"expected the heads {_as_heads(expected)} (in the order chosen), got {heads}"
+    return None
+
+
+def _selection_mistakes() -> list[Mistake]:
+    def no_stop(model, clean, corrupted, metric, target=0.8):
+        return ref.select_heads(model, clean, corrupted, metric, target=float("inf"))
+
+    def one_at_a_time(model, clean, corrupted, metric, target=0.8):
+        # ranks heads by their own patch, then adds them in that order
+        with torch.no_grad():
+            clean_logits, cache = model.run_with_cache(clean)
+            c, k = float(metric(clean_logits)), float(metric(model(corrupted)))
+            heads = [(l, h) for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
+            alone = {hd: ref.patched_heads_metric(model, corrupted, cache, metric, [hd]) for hd in heads}
+            order = sorted(heads, key=lambda hd: -alone[hd])
+            chosen = []
+            for hd in order:
+                chosen.append(hd)
+                if (ref.patched_heads_metric(model, corrupted, cache, metric, chosen) - k) / (c - k) >= target:
+                    break
+        return chosen
+
+    def stop_before(model, clean, corrupted, metric, target=0.8):
+        full = ref.select_heads(model, clean, corrupted, metric, target)
+        return full[:-1]
+
+    return [Mistake("your loop never stops early: stop as soon as the normalised recovery of the chosen set "
+                    "reaches `target`.", no_stop),
+            Mistake("you ranked the heads by their patch *alone*; each greedy step must patch the candidate "
+                    "*together with* the heads already chosen (the joint effect is what matters).", one_at_a_time),
+            Mistake("the head that takes the recovery past `target` belongs in the result: append it, then stop.",
+                    stop_before)]
+
+
+_SELECTIONS: dict[tuple, list] = {}
+
+
+def _reference_selection(model: Any, clean: torch.Tensor, corrupted: torch.Tensor, metric: Any,
+                         target: float = 0.8) -> list:
+    """`ref.select_heads`, remembered per (pooled model, prompts, target) like the sweeps."""
+    key = (id(model), clean.numpy().tobytes(), corrupted.numpy().tobytes(), target)
+    if key not in _SELECTIONS:
+        _SELECTIONS[key] = ref.select_heads(model, clean, corrupted, metric, target)
+    return list(_SELECTIONS[key])
+
+
+def check_select_heads(fn: Callable[..., Any], thorough: bool = False) -> None:
+    """select_heads(model, clean_tokens, corrupted_tokens, metric, target=0.8) -> [(layer, head), ...]."""
+    __tracebackhide__ = True
+    cases = [_selection_case("P", 6, 21, None)]
+    if thorough:
+        cases += [_selection_case("Q", 5, 22, 0.5), _selection_case("P", 4, 23, 0.95), _selection_case("P", 3, 24, 2.0)]
+    run_model_check("select_heads", _explain_hook_names(fn), _reference_selection, cases, thorough,
+                    _with_eval_hint(_same_heads),
+                    _selection_mistakes(), prepare=_train_mode_with_dropout)
 
 
 # --------------------------------------------------------------------------- mean ablation
@@ -370,10 +515,10 @@ def _ablation_case(key: str, heads: list[tuple[int, int]], batch: int, seed: int
     def build() -> tuple:
         model = _model(key)
         g = torch.Generator().manual_seed(seed)
-        tokens, _, _ = ref.ioi_prompts(batch, g)
-        mean_tokens, _, _ = ref.ioi_prompts(3 * batch, g)
+        tokens = task.ioi_batch(batch, g).tokens
+        mean_tokens = task.ioi_batch(3 * batch, g).tokens
         return model, tokens, list(heads), mean_tokens
-    return ModelCase(f"{_label(key, batch)}, ablating {heads}", build)
+    return ModelCase(f"{_label(key, batch).split(' whole')[0]} prompts, ablating {heads}", build)
 
 
 def _mean_ablation_mistakes() -> list[Mistake]:
@@ -409,7 +554,7 @@ def check_mean_ablate_heads(fn: Callable[..., Any], thorough: bool = False) -> N
     if thorough:
         cases += [_ablation_case("Q", [(0, 1), (2, 1), (0, 0)], 3, 8), _ablation_case("R", [], 2, 9),
                   _ablation_case("P", [(0, 0), (0, 1), (1, 1)], 5, 10)]
-    run_model_check("mean_ablate_heads", fn, ref.mean_ablate_heads, cases, thorough,
+    run_model_check("mean_ablate_heads", _explain_hook_names(fn), ref.mean_ablate_heads, cases, thorough,
                     _with_eval_hint(_tensor_close(1e-4, 1e-4)), _mean_ablation_mistakes(),
                     prepare=_train_mode_with_dropout)
 
@@ -420,6 +565,79 @@ def _tensor_close(rtol: float, atol: float) -> Callable[[Any, Any, tuple], str |
             return f"expected a torch.Tensor, got {describe(got)}"
         return compare(got.detach().float(), expected.detach().float(), rtol=rtol, atol=atol)
     return cmp
+
+
+# --------------------------------------------------------------------------- confirmation
+
+def _confirm_case(key: str, heads: list[tuple[int, int]], batch: int, seed: int, confidence: float | None) -> ModelCase:
+    def build() -> tuple:
+        model = _model(key)
+        g = torch.Generator().manual_seed(seed)
+        prompts = task.ioi_batch(batch, g)
+        mean_tokens = task.ioi_batch(3 * batch, g).tokens
+        args = (model, prompts.tokens, prompts.io, prompts.s, list(heads), mean_tokens)
+        return args if confidence is None else (*args, confidence)
+    level = "default 95%" if confidence is None else f"{confidence:.0%}"
+    return ModelCase(f"{_label(key, batch).split(' whole')[0]} prompts, ablating {heads}, {level}", build)
+
+
+def _three_floats(got: Any, expected: Any, args: tuple) -> str | None:
+    try:
+        values = [float(v) for v in got]
+    except (TypeError, ValueError):
+        return f"expected a tuple (mean drop, low, high) of three numbers, got {describe(got)}"
+    if len(values) != 3:
+        return f"expected three numbers (mean drop, low, high), got {len(values)}"
+    return compare(np.array(values), np.array([float(v) for v in expected]), rtol=1e-4, atol=1e-4,
+                   what="(mean drop, low, high)")
+
+
+def _confirm_mistakes() -> list[Mistake]:
+    def reversed_sign(model, tokens, io, s, heads, mean_tokens, confidence=0.95):
+        drop, low, high = ref.confirm_heads(model, tokens, io, s, heads, mean_tokens, confidence)
+        return -drop, -high, -low
+
+    def ablated_interval(model, tokens, io, s, heads, mean_tokens, confidence=0.95):
+        drop, _, _ = ref.confirm_heads(model, tokens, io, s, heads, mean_tokens, confidence)
+        with torch.no_grad():
+            after = ref.ioi_logit_diff(ref.mean_ablate_heads(model, tokens, heads, mean_tokens), io, s)
+        return (drop, *ref.effect_confidence_interval(after, confidence))
+
+    def unpaired(model, tokens, io, s, heads, mean_tokens, confidence=0.95):
+        # an interval from the two runs' spreads added, as if the prompts were unrelated samples
+        with torch.no_grad():
+            before = ref.ioi_logit_diff(model(tokens), io, s).double()
+            after = ref.ioi_logit_diff(ref.mean_ablate_heads(model, tokens, heads, mean_tokens), io, s).double()
+        from statistics import NormalDist
+        half = NormalDist().inv_cdf(0.5 + confidence / 2) * float(
+            (before.var() / len(before) + after.var() / len(after)).sqrt())
+        drop = float((before - after).mean())
+        return drop, drop - half, drop + half
+
+    def zeroed(model, tokens, io, s, heads, mean_tokens, confidence=0.95):
+        with torch.no_grad():
+            drop = ref.ioi_logit_diff(model(tokens), io, s) - ref.ioi_logit_diff(
+                ref12.ablate_heads(model, tokens, heads), io, s)
+        return (float(drop.double().mean()), *ref.effect_confidence_interval(drop, confidence))
+
+    return [Mistake("the drop is normal minus ablated (positive when ablating hurts the answer); yours is reversed.",
+                    reversed_sign),
+            Mistake("the interval must be around the mean *drop*, from the per-prompt drops; yours is the interval "
+                    "of the ablated logit differences.", ablated_interval),
+            Mistake("the two runs use the same prompts, so pair them: take the per-prompt drop first, then one "
+                    "interval of its mean (adding the two runs' variances ignores the pairing).", unpaired),
+            Mistake("you zeroed the heads; use mean ablation (`mean_ablate_heads` with `mean_tokens`).", zeroed)]
+
+
+def check_confirm_heads(fn: Callable[..., Any], thorough: bool = False) -> None:
+    """confirm_heads(model, tokens, io, s, heads, mean_tokens, confidence=0.95) -> (mean drop, low, high)."""
+    __tracebackhide__ = True
+    cases = [_confirm_case("P", [(1, 0), (0, 1)], 12, 31, None)]
+    if thorough:
+        cases += [_confirm_case("Q", [(0, 1), (2, 0)], 10, 32, 0.9), _confirm_case("R", [(0, 3)], 30, 33, 0.99),
+                  _confirm_case("P", [(0, 0), (0, 1), (1, 1)], 5, 34, 0.5), _confirm_case("P", [], 4, 35, None)]
+    run_model_check("confirm_heads", _explain_hook_names(fn), ref.confirm_heads, cases, thorough, _with_eval_hint(_three_floats),
+                    _confirm_mistakes(), prepare=_train_mode_with_dropout)
 
 
 # --------------------------------------------------------------------------- attribution patching
@@ -450,7 +668,7 @@ def check_attribution_patch_resid(fn: Callable[..., Any], thorough: bool = False
     cases = [_attribution_case("P", 4, 11)]
     if thorough:
         cases += [_attribution_case("Q", 3, 12), _attribution_case("R", 6, 13), _attribution_case("P", 1, 14)]
-    run_model_check("attribution_patch_resid", fn, _reference_attribution, cases, thorough,
+    run_model_check("attribution_patch_resid", _explain_hook_names(fn), _reference_attribution, cases, thorough,
                     _with_eval_hint(_tensor_close(1e-3, 1e-4)), _attribution_mistakes(),
                     prepare=_train_mode_with_dropout)
 
@@ -463,7 +681,7 @@ def _reference_attribution(*args: Any) -> torch.Tensor:
 # --------------------------------------------------------------------------- concept question
 
 # sha256 of "patching_reading_quiz:<letter>" (see `choice_digest`)
-_READING_DIGEST = "bd57549f2c7fc1eb2964266a62c9246b65f65a2ea39143c6ba99bd490ed2f08f"
+_READING_DIGEST = "1d61583d98285d00e063e69f268a4aa8a1033882c5f98d675890f2fa656221c4"
 
 
 def check_patching_reading_quiz(answer: Any, thorough: bool = False) -> None:
