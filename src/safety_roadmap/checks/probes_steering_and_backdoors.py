@@ -237,8 +237,20 @@ def check_control_labels(fn: Callable[..., Any], thorough: bool = False) -> None
             raise CheckFailure(f"`{name}` gave different labels for two generators with the same seed on {where}: "
                                "draw every random number from `generator` (e.g. `torch.randperm(k, generator=generator)`), "
                                "not from the global random state.")
+    _check_advances(name, fn, (types, labels), None, where)
     _check_control_distribution(name, fn, rng, thorough)
     print(f"✓ {name}: all {'thorough' if thorough else 'quick'} checks passed")
+
+
+def _check_advances(name: str, fn: Callable[..., Any], args_before: tuple, kwargs: dict | None, where: str) -> None:
+    """The generator handed in must be the one consumed (a copy or a fresh one leaves it untouched)."""
+    gen = torch.Generator().manual_seed(4242)
+    state = gen.get_state().clone()
+    call(fn, name, (*args_before, gen), kwargs, where)
+    if torch.equal(gen.get_state(), state):
+        raise CheckFailure(f"`{name}` did not draw from the generator it was given on {where}: the caller's "
+                           "generator was not advanced, so the next call would repeat the same randomness. Pass "
+                           "`generator=generator` to every random call (not a copy, nor a new generator).")
 
 
 def _check_control_shape(name: str, got: Any, types: torch.Tensor, labels: torch.Tensor, where: str) -> None:
@@ -505,6 +517,7 @@ def check_safety_batch(fn: Callable[..., Any], thorough: bool = False) -> None:
         if not torch.equal(torch.as_tensor(got), torch.as_tensor(again)):
             raise CheckFailure(f"`{name}` gave different data for two generators with the same seed ({where}): "
                                "draw all randomness from `generator`.")
+    _check_advances(name, fn, (), {"n": 16}, "n=16")
     big = call(fn, name, (torch.Generator().manual_seed(7),), {"n": 2000}, "n=2000, seed 7")
     _check_safety_rows(name, big, 2000, "n=2000, seed 7")
     harmful = torch.isin(big[:, 1:toy.SEP_POS], toy.HARMFUL_IDS).any(1).float().mean()

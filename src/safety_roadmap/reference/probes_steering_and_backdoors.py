@@ -188,7 +188,7 @@ def steering_experiment(model: Any, seed: int = 0, n: int = 300, coeffs: tuple =
                         layer: int = STEER_LAYER) -> dict[str, Any]:
     """Section 2: the BAD-word probability of benign and harmful prompts as a function of the steering
     coefficient, for the difference-of-means vector and for a random vector of the same length; and
-    the harmful-benign gap before and after erasing each layer's direction."""
+    the harmful-benign gap without intervention and after erasing each later layer's direction."""
     g = torch.Generator().manual_seed(3000 + seed)
     fit = toy.make_prompts(n, g)
     benign = toy.make_prompts(n, g, harmful=0.0).prompts
@@ -208,15 +208,16 @@ def steering_experiment(model: Any, seed: int = 0, n: int = 300, coeffs: tuple =
         curves["harmful"].append(p_bad(harmful, steer(model, harmful, names[layer], -vector, c)))
         curves["benign_random"].append(p_bad(benign, steer(model, benign, names[layer], random_vec, c)))
         curves["harmful_random"].append(p_bad(harmful, steer(model, harmful, names[layer], -random_vec, c)))
-    gaps_before, gaps_after = [], []
-    for l, name in enumerate(names):
+    with torch.no_grad():
+        gap = p_bad(harmful, model(harmful)) - p_bad(benign, model(benign))
+    gaps_after = []
+    for l in range(1, len(names)):            # at the embeddings the difference of means is zero
         direction = mean_difference(acts[l], fit.harmful)
-        with torch.no_grad():
-            gaps_before.append(p_bad(harmful, model(harmful)) - p_bad(benign, model(benign)))
-        gaps_after.append(p_bad(harmful, erase(model, harmful, name, direction))
-                          - p_bad(benign, erase(model, benign, name, direction)))
+        gaps_after.append(p_bad(harmful, erase(model, harmful, names[l], direction))
+                          - p_bad(benign, erase(model, benign, names[l], direction)))
     return {"coeffs": list(coeffs), "curves": curves, "vector_norm": float(vector.norm()),
-            "gap_before": gaps_before, "gap_after": gaps_after}
+            "embed_direction_norm": float(mean_difference(acts[0], fit.harmful).norm()),
+            "gap": gap, "gap_after": gaps_after}
 
 
 def behaviour(model: Any, seed: int = 0, n: int = 300) -> dict[str, tuple[float, float, float]]:
