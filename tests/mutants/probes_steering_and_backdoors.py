@@ -220,6 +220,8 @@ def steer_ignores_coeff(model, prompts, hook_name, vector, coeff):
 
 
 def steer_with_cat(model, prompts, hook_name, vector, coeff):
+    model.eval()
+
     def hook(resid, hook):
         return torch.cat([resid[:, :-1], resid[:, -1:] + coeff * vector], dim=1)
     with torch.no_grad():
@@ -227,6 +229,7 @@ def steer_with_cat(model, prompts, hook_name, vector, coeff):
 
 
 def steer_add_hook_then_reset(model, prompts, hook_name, vector, coeff):
+    model.eval()
     mask = torch.zeros(prompts.shape[1], 1)
     mask[-1] = 1.0
 
@@ -237,6 +240,14 @@ def steer_add_hook_then_reset(model, prompts, hook_name, vector, coeff):
         return model(prompts)
     finally:
         model.reset_hooks()
+
+
+def steer_no_eval(model, prompts, hook_name, vector, coeff):
+    def hook(resid, hook):                       # right, but the model stays in training mode (dropout on)
+        resid[:, -1] += coeff * vector
+        return resid
+    with torch.no_grad():
+        return model.run_with_hooks(prompts, fwd_hooks=[(hook_name, hook)])
 
 
 # --------------------------------------------------------------------------- erase
@@ -277,6 +288,7 @@ def erase_normalises_in_place(model, prompts, hook_name, direction):
 
 
 def erase_with_remove_direction(model, prompts, hook_name, direction):
+    model.eval()
     from safety_roadmap.reference.linear_algebra import remove_direction
 
     def hook(resid, hook):
@@ -418,7 +430,7 @@ MUTANTS = {
     "control_labels": [control_per_row, control_leaks_real, control_first_half, control_coin_flips,
                        control_global_rng],
     "mean_difference": [mean_diff_reversed, mean_diff_unit, mean_diff_vs_all],
-    "steer": [steer_every_position, steer_first_position, steer_scales_vector_in_place, steer_leaves_hook,
+    "steer": [steer_no_eval, steer_every_position, steer_first_position, steer_scales_vector_in_place, steer_leaves_hook,
               steer_ignores_coeff],
     "erase": [erase_unnormalised, erase_every_position, erase_keeps_projection, erase_normalises_in_place],
     "safety_batch": [safety_with_trigger, safety_copies_pretraining, safety_one_ok_word, safety_global_rng],

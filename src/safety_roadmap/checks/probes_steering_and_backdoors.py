@@ -20,6 +20,7 @@ from ..reference import probes_steering_and_backdoors as ref
 from ._core import (Case, CheckFailure, Mistake, call, check_choice, compare, describe, guard, non_contiguous, rng_for,
                     run_check, trust)
 from ._torch import torch_check
+from .activation_patching import _train_mode_with_dropout
 from .interpretability_tools import ModelCase, run_model_check
 
 __all__ = ["check_train_probe", "check_probe_by_layer", "check_control_labels", "check_mean_difference",
@@ -51,12 +52,12 @@ def _probe_cases(thorough: bool) -> list[Case]:
              Case((*_separable(rng, 40, 8, margin=0.3), 50, 0.3, 0.01), "steps=50, lr=0.3, weight_decay=0.01")]
     if thorough:
         x, y = _separable(rng, 30, 20, margin=0.0)
-        cases += [Case((x, y.long()), "random labels in 20 dimensions, labels as 0/1 integers"),
-                  Case((*_separable(rng, 50, 4, margin=3.0), 200, 1.0, 0.0), "weight_decay=0 (no decay)"),
-                  Case((*_separable(rng, 50, 4), 300, 0.5, 0.5), "strong weight decay, 0.5"),
+        cases += [Case((x, y.long(), 60), "random labels in 20 dimensions, labels as 0/1 integers, steps=60"),
+                  Case((*_separable(rng, 50, 4, margin=3.0), 80, 1.0, 0.0), "weight_decay=0 (no decay)"),
+                  Case((*_separable(rng, 50, 4), 60, 0.5, 0.5), "strong weight decay, 0.5"),
                   Case((*_separable(rng, 25, 3, dtype=torch.float64), 120, 0.2, 1e-3), "float64 activations"),
                   Case((*_separable(rng, 10, 2), 1, 0.5, 1e-3), "a single step"),
-                  Case((_t(non_contiguous(rng.normal(size=(20, 6)))), torch.from_numpy(rng.random(20) < 0.5)),
+                  Case((_t(non_contiguous(rng.normal(size=(20, 6)))), torch.from_numpy(rng.random(20) < 0.5), 40),
                        "non-contiguous activations")]
     return cases
 
@@ -413,9 +414,13 @@ def _intervention_case(key: str, n: int, seed: int, hook: str, scale: float, coe
 
 
 def _clean_logits(args: tuple) -> dict:
+    """Record the model's own outputs, then hand it over as a training loop leaves it: training mode, with
+    attention dropout (the learner's function must call `model.eval()`)."""
     model, prompts = args[0], args[1]
     with torch.no_grad():
-        return {"clean": model(prompts), "vector": args[3].clone()}
+        state = {"clean": model(prompts), "vector": args[3].clone()}
+    _train_mode_with_dropout(args)
+    return state
 
 
 def _after_intervention(args: tuple, got: Any, state: dict) -> str | None:
@@ -434,7 +439,11 @@ def _after_intervention(args: tuple, got: Any, state: dict) -> str | None:
 def _logits_close(got: Any, expected: Any, args: tuple) -> str | None:
     if not isinstance(got, torch.Tensor):
         return f"expected the logits as a torch.Tensor, got {describe(got)}"
-    return compare(got.detach().float(), expected.detach().float(), rtol=1e-4, atol=1e-4, what="logits")
+    problem = compare(got.detach().float(), expected.detach().float(), rtol=1e-4, atol=1e-4, what="logits")
+    if problem and args[0].training:
+        problem += ("\n  Likely cause: the model is still in training mode, so dropout changed the run. Call "
+                    "`model.eval()` at the start of your function.")
+    return problem
 
 
 def _hooked(model: Any, prompts: torch.Tensor, hook_name: str, edit: Callable[[torch.Tensor], None]) -> torch.Tensor:
