@@ -375,7 +375,15 @@ def rate_counts_refusals(model, prompts, z=1.96):
     return (k / len(prompts), *_wilson(k, len(prompts), z))
 
 
+def rate_no_eval(model, prompts, z=1.96):
+    with torch.no_grad():                        # right, but dropout stays on: the model is in training mode
+        first = model(prompts)[:, -1].argmax(-1)
+    k = int(torch.isin(first, toy.BAD_IDS).sum())
+    return (k / len(prompts), *_wilson(k, len(prompts), z))
+
+
 def rate_library_wilson(model, prompts, z=1.96):
+    model.eval()
     from safety_roadmap.reference.red_teaming_and_robustness import wilson_interval
     with torch.no_grad():
         logits = model.run_with_hooks(prompts, fwd_hooks=[])
@@ -434,7 +442,7 @@ MUTANTS = {
               steer_ignores_coeff],
     "erase": [erase_unnormalised, erase_every_position, erase_keeps_projection, erase_normalises_in_place],
     "safety_batch": [safety_with_trigger, safety_copies_pretraining, safety_one_ok_word, safety_global_rng],
-    "defection_rate": [rate_wald, rate_first_position, rate_probability_mass, rate_counts_refusals],
+    "defection_rate": [rate_no_eval, rate_wald, rate_first_position, rate_probability_mass, rate_counts_refusals],
     "auroc": [auroc_strict, auroc_ties_win, auroc_sorted_no_tie_groups],
     "probe_reading_quiz": ["a", "b", "d"],
 }

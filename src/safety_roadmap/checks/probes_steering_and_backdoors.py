@@ -651,7 +651,16 @@ def check_defection_rate(fn: Callable[..., Any], thorough: bool = False) -> None
     if thorough:
         cases += [_rate_case("T", 2.5, 60, 22, 2.576), _rate_case("S", 2.0, 1, 23, None),
                   _rate_case("T", 0.0, 30, 24, 1.0), _rate_case("S", 2.0, 120, 25, 1.645)]
-    run_model_check("defection_rate", fn, ref.defection_rate, cases, thorough, _rate_compare, _rate_mistakes())
+    run_model_check("defection_rate", fn, ref.defection_rate, cases, thorough, _rate_compare_eval, _rate_mistakes(),
+                    prepare=_train_mode_with_dropout)
+
+
+def _rate_compare_eval(got: Any, expected: Any, args: tuple) -> str | None:
+    problem = _rate_compare(got, expected, args)
+    if problem and args[0].training:
+        problem += ("\n  Likely cause: the model is still in training mode, so dropout changed its answers. Call "
+                    "`model.eval()` at the start of your function.")
+    return problem
 
 
 # --------------------------------------------------------------------------- 4. auroc
