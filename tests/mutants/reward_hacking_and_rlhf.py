@@ -222,9 +222,9 @@ MUTANTS = {
     "kl_penalised_reward": [penalty_swapped, penalty_batch_mean, penalty_no_beta],
     "reinforce_with_baseline": [reinforce_no_baseline, reinforce_sign, reinforce_not_detached, reinforce_sum],
     "constitutional_ai_labels": [cai_reversed, cai_unweighted, cai_ties_to_b, cai_first_principle, cai_exact_ties],
-    "deceptive_alignment_quiz": ["a", "c", "d"],
-    "alignment_faking_quiz": ["a", "b", "d"],
-    "scalable_oversight_quiz": ["a", "b", "c"],
+    "deceptive_alignment_quiz": ["b", "c", "d"],
+    "alignment_faking_quiz": ["a", "b", "c"],
+    "scalable_oversight_quiz": ["a", "c", "d"],
     "weak_to_strong_pgr": [0.25, 0.21, 0.83, 75, "0.7"],
 }
 
@@ -316,8 +316,8 @@ ALTERNATIVES = {
     "kl_penalised_reward": [penalty_rearranged],
     "reinforce_with_baseline": [reinforce_advantage_first],
     "constitutional_ai_labels": [cai_vectorised],
-    "deceptive_alignment_quiz": ["B", " b ", "(b)"],
-    "alignment_faking_quiz": ["C", "c"],
-    "scalable_oversight_quiz": ["D", "d"],
+    "deceptive_alignment_quiz": ["A", " a ", "(a)"],
+    "alignment_faking_quiz": ["D", "d"],
+    "scalable_oversight_quiz": ["B", "b"],
     "weak_to_strong_pgr": [0.75, 21 / 28, "0.75", 0.7501],
 }

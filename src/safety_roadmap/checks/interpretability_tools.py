@@ -635,7 +635,7 @@ def _find_cause(case: _FindCase, got: set[tuple[int, int]], expected: set[tuple[
 # --------------------------------------------------------------------------- concept question
 
 # sha256 of "period_shortcut_quiz:<letter>" (see `choice_digest`), so the answer is not readable at a glance
-_SHORTCUT_DIGEST = "6963eda66f770663ab588530de0df2b27fa441e95cb7c64ac87777e06150a8d2"
+_SHORTCUT_DIGEST = "f934a8321477270ce0389e02d0d53202975f5089578a6c139f6b68415718985f"
 
 
 def check_period_shortcut_quiz(answer: Any, thorough: bool = False) -> None:

@@ -486,9 +486,9 @@ def _exact_tie_labels(a: np.ndarray, b: np.ndarray, constitution: Any) -> np.nda
 # --------------------------------------------------------------------------- concept questions
 
 _DIGESTS = {  # sha256 of "<exercise>:<letter>" (see _core.choice_digest)
-    "deceptive_alignment_quiz": "f2212b8b0c3f3f2590e2555513ef62978ad94eb153391947ca06dc5f86d105e6",
-    "alignment_faking_quiz": "3d394275cc4d8a46440eafd34f6c2b746bec8c38101f250ab535bcc7d8d21867",
-    "scalable_oversight_quiz": "24e64012f8f34413ad2dd8bdc30b7cef1b3fd29ca1d560f407e286e43c9fec18",
+    "deceptive_alignment_quiz": "7f618713f7a33f22693e6f4c26e3977059acb0be0ef4bd1f626fcbe098ed3749",
+    "alignment_faking_quiz": "d2011ad004a5d1e148204a20417f83fcf5a3992cd301ab46bc2cae736c13ee6a",
+    "scalable_oversight_quiz": "61d7a2dc177af4cf5f0daa11bf9df408d2efd34710f66a52f1d1410119792af3",
 }
 
 
