@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ..reference import red_teaming_and_robustness as ref
 from ._core import Case, CheckFailure, Mistake, call, compare, describe, guard, rng_for, run_check, trust
 from ._torch import torch_check as _torch_check
+from .interpretability_tools import upstream_note
 
 trust(torch)
 trust(torch.nn.functional)
@@ -382,6 +383,14 @@ def _candidate_scores(model: _CausalFilter, tokens: torch.Tensor, free: list[int
 def check_gcg_step(fn: Callable[..., Any], thorough: bool = False) -> None:
     """gcg_step(model, tokens [L], free_positions, allowed, top_k) -> [L], at most one token swapped."""
     __tracebackhide__ = True
+    try:
+        _check_gcg_step(fn, thorough)
+    except CheckFailure as failure:   # a wrong token_gradients (exercise 3) is the first suspect
+        raise CheckFailure(str(failure) + upstream_note(fn, "token_gradients", check_token_gradients)) from None
+
+
+def _check_gcg_step(fn: Callable[..., Any], thorough: bool) -> None:
+    __tracebackhide__ = True
     guard()
     name = "gcg_step"
     cases = 0
@@ -469,6 +478,14 @@ _DEFENCE_KEYS = ("asr_training", "asr_fresh", "asr_fresh_interval", "false_refus
 @_torch_check
 def check_evaluate_defence(fn: Callable[..., Any], thorough: bool = False) -> None:
     """evaluate_defence(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests) -> dict."""
+    __tracebackhide__ = True
+    try:
+        _check_evaluate_defence(fn, thorough)
+    except CheckFailure as failure:   # a learner may call their wilson_interval (exercise 1) for the interval
+        raise CheckFailure(str(failure) + upstream_note(fn, "wilson_interval", check_wilson_interval)) from None
+
+
+def _check_evaluate_defence(fn: Callable[..., Any], thorough: bool) -> None:
     __tracebackhide__ = True
     guard()
     name = "evaluate_defence"
