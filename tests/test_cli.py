@@ -82,9 +82,9 @@ def test_missing_course_root_is_one_line(tmp_path: Path) -> None:
     one_line_error(roadmap("list", root=tmp_path / "nowhere"), "SAFETY_ROADMAP_ROOT")
 
 
-def test_usage_errors_exit_non_zero() -> None:
+def test_usage_errors_exit_non_zero(tmp_path: Path) -> None:
     assert roadmap().returncode == 2
-    assert roadmap("grade").returncode == 2
+    one_line_error(roadmap("grade", root=copy_course(tmp_path)), "nothing to grade")   # no workspace yet
     one_line_error(roadmap("grade", "x.ipynb", "--timeout", "0"), "--timeout")
 
 
@@ -169,26 +169,51 @@ def test_grade_stops_an_endless_loop_and_grades_the_rest(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_grade_reports_a_dead_kernel_in_one_line(tmp_path: Path) -> None:
+def test_grade_keeps_the_cells_before_a_dead_kernel_and_names_its_cell(tmp_path: Path) -> None:
+    """Issue 19: a kernel that dies no longer throws away the exercises graded before it."""
     learner = nbt.load(ROOT / "notebooks" / f"{CHAPTER}.ipynb")
+    learner = nbt.solve_exercise(learner, nbt.load(ROOT / "solutions" / f"{CHAPTER}.ipynb"), "cosine_similarity")
     for cell in learner["cells"]:
-        if nbt.grade_id(cell) == "cosine_similarity_solution":
+        if nbt.grade_id(cell) == "project_onto_solution":
             cell["source"] = "import os\nos._exit(1)"
     path = nbt.save(learner, tmp_path / "exits.ipynb")
-    one_line_error(roadmap("grade", str(path), "--timeout", "20"), "kernel died")
+    before = digest(path)
+    run = roadmap("grade", str(path), "--timeout", "20")
+    one_line_error(run, "kernel died in cell", "project_onto_solution", "import os", "cells before it were graded")
+    rows = {line.split()[0]: line for line in run.stdout.splitlines()[1:] if line.startswith("  ") and line.split()}
+    assert "1/1" in rows["cosine_similarity"] and "passed" in rows["cosine_similarity"]
+    assert "not run: the kernel died earlier, in cell" in rows["project_onto"]
+    assert "1/16" in rows["total"]
+    assert digest(path) == before
 
 
 @pytest.mark.slow
-def test_grade_wrong_answer_names_the_failure_and_grades_several_files(tmp_path: Path) -> None:
+def test_grade_shows_the_whole_check_message_and_grades_several_files(tmp_path: Path) -> None:
+    """Issue 13 item 2: the table and --json keep every line of a failure, and a crash its "on case N";
+    a missing file among several is reported and the others still graded."""
     learner = nbt.load(ROOT / "notebooks" / f"{CHAPTER}.ipynb")
     for cell in learner["cells"]:
         if nbt.grade_id(cell) == "cosine_similarity_solution":
             cell["source"] = "def cosine_similarity(a, b):\n    return (a * b).sum(-1)"
+        if nbt.grade_id(cell) == "project_onto_solution":
+            cell["source"] = "def project_onto(x, direction):\n    return x @ no_such_name"
     wrong = nbt.save(learner, tmp_path / "wrong.ipynb")
-    run = roadmap("grade", str(wrong), str(tmp_path / "missing.ipynb"))
+    run = roadmap("grade", str(wrong), str(tmp_path / "missing.ipynb"), "--json", "--no-record")
     assert run.returncode == 1  # one of the two could not be graded
     assert "missing.ipynb: no such file" in run.stderr
-    row = next(line for line in run.stdout.splitlines() if line.strip().startswith("cosine_similarity"))
-    assert "0/1" in row and "failed: CheckFailure" in row and "cosine_similarity" in row
-    assert "Likely cause: you returned the plain dot product" in row
-    assert "total" in run.stdout and "0/16" in run.stdout
+    [result] = json.loads(run.stdout)
+    assert result["points"] == 0 and result["max_points"] == 16 and result["problem"] == ""
+    msg = {e["id"]: e["message"] for e in result["exercises"]}
+    assert msg["cosine_similarity"].startswith("CheckFailure: `cosine_similarity` is wrong on case")
+    assert "\n" in msg["cosine_similarity"] and "expected" in msg["cosine_similarity"]
+    assert "got" in msg["cosine_similarity"].split("\n", 1)[1]
+    assert "Likely cause: you returned the plain dot product" in msg["cosine_similarity"]
+    assert "NameError" in msg["project_onto"] and "on case 1 of" in msg["project_onto"]
+    from safety_roadmap.grading import ExerciseResult, NotebookResult, format_table
+
+    table = format_table(NotebookResult(result["notebook"], CHAPTER,
+                                        [ExerciseResult(**e) for e in result["exercises"]]), width=80)
+    assert all(len(line) <= 80 for line in table.splitlines()[1:])   # the first names the file
+    flat = " ".join(table.split())
+    for line in msg["cosine_similarity"].splitlines():
+        assert " ".join(line.split()) in flat, line

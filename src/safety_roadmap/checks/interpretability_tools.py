@@ -196,21 +196,10 @@ def _run_model_cases(name: str, fn: Any, reference: Callable[..., Any], cases: S
             if problem:
                 raise CheckFailure(f"`{name}` is wrong on {where}:\n  {problem}")
         if problem:
-            # a known mistake explains the failure only where it gives a wrong answer on this very case
-            telling = [m for m in mistakes if _differs(m, case, expected, compare_fn, args)]
-            cause = likely_cause(telling, got, lambda m: _without_grad(m.fn, *case.build()),
-                                 lambda g, wrong: compare_fn(g, wrong, args))
+            # a known mistake is named only where it gives a wrong answer on this very case (`expected`)
+            cause = likely_cause(mistakes, got, lambda m: _without_grad(m.fn, *case.build()),
+                                 lambda g, wrong: compare_fn(g, wrong, args), expected)
             raise CheckFailure(f"`{name}` is wrong on {where}:\n  {problem}{cause}{upstream(fn)}")
-
-
-def _differs(mistake: Mistake, case: ModelCase, expected: Any, compare_fn: Callable[[Any, Any, tuple], str | None],
-             args: tuple) -> bool:
-    """True when `mistake` answers this case differently from the reference (else it cannot be the cause)."""
-    try:
-        wrong = _without_grad(mistake.fn, *case.build())
-    except Exception:
-        return False
-    return compare_fn(wrong, expected, args) is not None
 
 
 def _tensor_compare(rtol: float, atol: float) -> Callable[[Any, Any, tuple], str | None]:
