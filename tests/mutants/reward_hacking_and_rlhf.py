@@ -103,6 +103,11 @@ def cai_exact_ties(responses_a, responses_b, constitution):
     return np.where(d == 0, 0.5, (d > 0).astype(float))
 
 
+def cai_isclose_default(responses_a, responses_b, constitution):
+    ta, tb = _totals(responses_a, constitution), _totals(responses_b, constitution)
+    return np.where(np.isclose(ta, tb), 0.5, (ta > tb).astype(float))   # atol 1e-8: looser than 1e-9
+
+
 def logp_probabilities(logits, tokens):
     return logits.softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
@@ -221,7 +226,8 @@ MUTANTS = {
     "per_token_kl": [kl_swapped, kl_no_normalisation, kl_naive_logs, kl_kl_div_misread, kl_global_max_shift],
     "kl_penalised_reward": [penalty_swapped, penalty_batch_mean, penalty_no_beta],
     "reinforce_with_baseline": [reinforce_no_baseline, reinforce_sign, reinforce_not_detached, reinforce_sum],
-    "constitutional_ai_labels": [cai_reversed, cai_unweighted, cai_ties_to_b, cai_first_principle, cai_exact_ties],
+    "constitutional_ai_labels": [cai_reversed, cai_unweighted, cai_ties_to_b, cai_first_principle, cai_exact_ties,
+                                 cai_isclose_default],
     "deceptive_alignment_quiz": ["b", "c", "d"],
     "alignment_faking_quiz": ["a", "b", "c"],
     "scalable_oversight_quiz": ["a", "c", "d"],

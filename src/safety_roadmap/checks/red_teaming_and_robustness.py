@@ -437,19 +437,24 @@ class _DefenceWorld:
         self.training_attacks = torch.randint(1, 12, (n // 2 + 3, 6), generator=g)
         self.training_attacks[:, 0] = 0
         self.training_attacks[:, 3:] = self.suffix_order[:3]               # the strongest suffix, found earlier
-        if thorough:
-            self._put_ties(self.benign, 4, g, harmful=False)
-            self._put_ties(self.training_attacks, 3, g, harmful=True)
+        if thorough:   # scores exactly at the threshold (not refused), and just above it (refused)
+            at_zero, just_above = (lambda x: x == 0.0), (lambda x: 0.0 < x < 0.5)
+            self._put(self.benign, [at_zero] * 3 + [just_above] * 2, g, harmful=False)
+            self._put(self.training_attacks, [at_zero] * 3 + [just_above] * 2, g, harmful=True)
+            self._put(self.fresh, [at_zero] * 3, g, harmful=True, unchanged_by_attack=True)
         self.calls = 0
 
-    def _put_ties(self, rows: torch.Tensor, count: int, g: torch.Generator, harmful: bool) -> None:
-        """Overwrite the first `count` rows with requests whose score is exactly 0 (not refused)."""
+    def _put(self, rows: torch.Tensor, wanted: list, g: torch.Generator, harmful: bool,
+             unchanged_by_attack: bool = False) -> None:
+        """Overwrite the first rows with requests whose score satisfies each predicate in `wanted`."""
         done = 0
-        while done < count:
+        while done < len(wanted):
             row = torch.randint(1, 12, (6,), generator=g)
             if harmful:
                 row[0] = 0
-            if float(self.score_fn(row[None])[0]) == 0.0:
+            if unchanged_by_attack:
+                row[1] = 4                                                 # k = 0: the attack leaves it as it is
+            if wanted[done](float(self.score_fn(row[None])[0])):
                 rows[done] = row
                 done += 1
 
@@ -600,7 +605,10 @@ def _threshold_cases(thorough: bool) -> list[Case]:
                   Case((_t(rng.exponential(size=97)), 0.1), "97 skewed scores, at most 10% (9.7: round down)"),
                   Case((_t(rng.normal(size=50)), 0.0), "no false refusals allowed at all"),
                   Case((_t(np.repeat([1.0, 2.0, 3.0, 4.0], 25)), 0.3), "many tied scores"),
-                  Case((_t(rng.normal(size=(10, 10))), 0.15), "scores in a [10, 10] tensor (count them all)")]
+                  Case((_t(rng.normal(size=(10, 10))), 0.15), "scores in a [10, 10] tensor (count them all)"),
+                  Case((_t(rng.normal(size=100)), 0.29), "0.29 of 100 scores: 29 refusals allowed, although "
+                       "0.29 * 100 is 28.999999999999996 in floating point"),
+                  Case((_t(rng.normal(size=20)), 1.0), "max_false_refusal = 1.0: every benign request may be refused")]
     return cases
 
 

@@ -449,7 +449,10 @@ def _constitution_cases(thorough: bool) -> list[Case]:
                   Case((*responses(6, 5), []), "an empty constitution (every pair is a tie)"),
                   Case((np.array([[0, 0, 0, 2], [0, 2, 2, 2]]), np.array([[1, 2, 2, 2], [2, 2, 2, 2]]),
                         [ref.Principle("Tip A.", 0.1, _count({0})), ref.Principle("Tip B.", 0.3, _count({1}))]),
-                       "totals 0.1*3 and 0.3*1: equal on paper, 0.30000000000000004 vs 0.3 in floats (a tie)")]
+                       "totals 0.1*3 and 0.3*1: equal on paper, 0.30000000000000004 vs 0.3 in floats (a tie)"),
+                  Case((np.array([[0, 3], [3, 3], [0, 0]]), np.array([[3, 3], [0, 3], [3, 0]]),
+                        [ref.Principle("A tiny preference for word 0.", 5e-9, _count({0}))]),
+                       "totals 5e-9 apart: more than 1e-9, so not a tie (np.isclose's default tolerance is too loose)")]
     return cases
 
 

@@ -117,10 +117,11 @@ def ablate_heads(model: Any, tokens: torch.Tensor, heads: Sequence[tuple[int, in
     return model.run_with_hooks(tokens, fwd_hooks=hooks)
 
 
-def find_induction_heads(model: Any, threshold: float = 0.5, period: int = 10, n_seqs: int = 32,
-                         seed: int = 0) -> list[tuple[int, int]]:
-    """Every (layer, head) whose induction score on repeated random tokens exceeds `threshold`, sorted."""
-    tokens = repeated_tokens(n_seqs, period, model.cfg.d_vocab, seed)
+def find_induction_heads(model: Any, threshold: float = 0.5, period: int = 10, n_seqs: int = 32
+                         ) -> list[tuple[int, int]]:
+    """Every (layer, head) whose induction score on repeated random tokens exceeds `threshold`, sorted.
+    (The learner's signature: the tokens come from `repeated_tokens` with its default seed.)"""
+    tokens = repeated_tokens(n_seqs, period, model.cfg.d_vocab)
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"))
     found = []
