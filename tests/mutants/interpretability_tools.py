@@ -347,7 +347,7 @@ MUTANTS = {
                           ablate_only_first, ablate_late_binding],
     "find_induction_heads": [find_with_prev_score, find_duplicate_offset, find_last_layer_only, find_top_one,
                              find_ignores_threshold, find_ignores_period],
-    "period_shortcut_quiz": ["a", "b", "d"],
+    "period_shortcut_quiz": ["b", "c", "d"],
 }
 
 ALTERNATIVES = {
@@ -357,5 +357,5 @@ ALTERNATIVES = {
     "logit_lens_stack": [lens_with_library, lens_manual_layernorm],
     "ablate_heads_zero": [ablate_values, ablate_in_place_no_return, ablate_mask_multiply, ablate_default_argument],
     "find_induction_heads": [find_other_seed_by_index, find_as_tensor],
-    "period_shortcut_quiz": ["C", " c ", "(c)"],
+    "period_shortcut_quiz": ["A", " a ", "(a)"],
 }

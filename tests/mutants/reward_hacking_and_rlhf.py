@@ -230,7 +230,7 @@ MUTANTS = {
                                  cai_isclose_default],
     "deceptive_alignment_quiz": ["b", "c", "d"],
     "alignment_faking_quiz": ["a", "b", "c"],
-    "scalable_oversight_quiz": ["a", "c", "d"],
+    "scalable_oversight_quiz": ["a", "b", "d"],
     "weak_to_strong_pgr": [0.25, 0.21, 0.83, 75, "0.7"],
 }
 
@@ -324,6 +324,6 @@ ALTERNATIVES = {
     "constitutional_ai_labels": [cai_vectorised],
     "deceptive_alignment_quiz": ["A", " a ", "(a)"],
     "alignment_faking_quiz": ["D", "d"],
-    "scalable_oversight_quiz": ["B", "b"],
+    "scalable_oversight_quiz": ["C", "c"],
     "weak_to_strong_pgr": [0.75, 21 / 28, "0.75", 0.7501],
 }

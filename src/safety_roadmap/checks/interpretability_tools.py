@@ -624,7 +624,7 @@ def _find_cause(case: _FindCase, got: set[tuple[int, int]], expected: set[tuple[
 # --------------------------------------------------------------------------- concept question
 
 # sha256 of "period_shortcut_quiz:<letter>" (see `choice_digest`), so the answer is not readable at a glance
-_SHORTCUT_DIGEST = "f934a8321477270ce0389e02d0d53202975f5089578a6c139f6b68415718985f"
+_SHORTCUT_DIGEST = "99ce1233c005492e615caf5ff0fdb67eaceac339b02a7ff073250c9f0d3fcfd0"
 
 
 def check_period_shortcut_quiz(answer: Any, thorough: bool = False) -> None:

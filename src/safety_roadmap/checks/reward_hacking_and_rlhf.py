@@ -491,7 +491,7 @@ def _exact_tie_labels(a: np.ndarray, b: np.ndarray, constitution: Any) -> np.nda
 _DIGESTS = {  # sha256 of "<exercise>:<letter>" (see _core.choice_digest)
     "deceptive_alignment_quiz": "7f618713f7a33f22693e6f4c26e3977059acb0be0ef4bd1f626fcbe098ed3749",
     "alignment_faking_quiz": "d2011ad004a5d1e148204a20417f83fcf5a3992cd301ab46bc2cae736c13ee6a",
-    "scalable_oversight_quiz": "61d7a2dc177af4cf5f0daa11bf9df408d2efd34710f66a52f1d1410119792af3",
+    "scalable_oversight_quiz": "086e5c183791badaee0a479494a22a676ea4d8fe099aa67aa11fc0496be8776c",
 }
 
 
