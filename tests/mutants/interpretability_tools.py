@@ -333,6 +333,13 @@ def find_ignores_threshold(model, threshold=0.5, period=10, n_seqs=32):
     return ref.find_induction_heads(model, 0.5, period, n_seqs)   # the default, whatever it is called with
 
 
+def find_at_or_above(model, threshold=0.5, period=10, n_seqs=32):
+    tokens = ref.repeated_tokens(n_seqs, period, model.cfg.d_vocab)
+    _, cache = model.run_with_cache(tokens)
+    return [(layer, h) for layer in range(model.cfg.n_layers)
+            for h, score in enumerate(ref.induction_score(cache["pattern", layer], period)) if score >= threshold]
+
+
 def find_ignores_period(model, threshold=0.5, period=10, n_seqs=32):
     return ref.find_induction_heads(model, threshold, 10, n_seqs)
 
@@ -346,7 +353,7 @@ MUTANTS = {
     "ablate_heads_zero": [ablate_every_layer, ablate_wrong_axis, ablate_scores, ablate_leaves_hooks,
                           ablate_only_first, ablate_late_binding],
     "find_induction_heads": [find_with_prev_score, find_duplicate_offset, find_last_layer_only, find_top_one,
-                             find_ignores_threshold, find_ignores_period],
+                             find_ignores_threshold, find_ignores_period, find_at_or_above],
     "period_shortcut_quiz": ["b", "c", "d"],
 }
 

@@ -556,6 +556,7 @@ def _induction_model_cases(thorough: bool) -> list[_FindCase]:
                   _FindCase(*_handmade(3), {"threshold": 0.7, "period": 6}),
                   _FindCase(*_handmade(3), {"period": 8, "n_seqs": 4}),
                   _FindCase(*_handmade(3), {"threshold": 0.2, "period": 6, "n_seqs": 8}),
+                  _FindCase(*_handmade(3), {"threshold": 1.0, "period": 6}),   # a score of exactly 1.0 is not above 1.0
                   _FindCase(*_handmade(1), {"period": 4}),
                   _FindCase("a small model with random weights (it has no induction heads)",
                             lambda: small("D"), {}, {})]
@@ -618,6 +619,9 @@ def _find_cause(case: _FindCase, got: set[tuple[int, int]], expected: set[tuple[
     if got < expected:
         return ("\n  Likely cause: some induction heads are missing: score the heads of *every* layer, and "
                 "keep each one whose score is above the threshold.")
+    if kw.get("threshold") == 1.0 and got > expected:
+        return ("\n  Likely cause: a head whose score is exactly the threshold (1.0 here) is not *above* it: "
+                "compare with `>`, not `>=`.")
     return ""
 
 
