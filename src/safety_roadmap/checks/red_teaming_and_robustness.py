@@ -35,7 +35,8 @@ def _words(tokens: torch.Tensor) -> str:
 
 def _wilson_cases(thorough: bool) -> list[Case]:
     cases = [Case((12, 40), "12 successes in 40 attacks"),
-             Case((0, 50), "no successes in 50 attacks (the interval still reaches above 0)")]
+             Case((0, 50), "no successes in 50 attacks (the interval still reaches above 0)"),
+             Case((3, 10, 2.576), "z = 2.576 (a 99% interval)")]
     if thorough:
         rng = rng_for(thorough, 21)
         cases += [Case((50, 50), "every attack succeeded"),
@@ -599,7 +600,8 @@ def check_breaker_scores(fn: Callable[..., Any], thorough: bool = False) -> None
 def _threshold_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 73)
     cases = [Case((_t(np.arange(1.0, 11.0)), 0.2), "scores 1..10, at most 20% refused"),
-             Case((_t(rng.normal(size=200)), 0.05), "200 benign scores, at most 5% refused")]
+             Case((_t(rng.normal(size=200)), 0.05), "200 benign scores, at most 5% refused"),
+             Case((_t(rng.normal(size=(6, 5))), 0.1), "scores in a [6, 5] tensor (the prompt says any shape)")]
     if thorough:
         cases += [Case((_t(rng.normal(size=400) * 3 + 7), 0.02), "400 scores, at most 2%"),
                   Case((_t(rng.exponential(size=97)), 0.1), "97 skewed scores, at most 10% (9.7: round down)"),

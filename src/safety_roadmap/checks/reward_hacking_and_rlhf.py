@@ -36,7 +36,9 @@ def _q_cases(thorough: bool) -> list[Case]:
 
     cases = [Case((np.zeros((3, 2)), 0, 1, 1.0, 2, False, 0.5, 0.9), "a zero table, reward 1, not done"),
              Case((q(6, 4), 2, 3, 0.5, 4, False, 0.1, 0.99), "a random 6x4 table"),
-             Case((q(6, 4), 1, 0, 2.0, 5, True, 0.5, 0.9), "a step that ends the episode (done=True)")]
+             Case((q(6, 4), 1, 0, 2.0, 5, True, 0.5, 0.9), "a step that ends the episode (done=True)"),
+             Case((q(7, 3), np.int64(2), np.int64(1), 0.5, np.int64(6), np.bool_(False), 0.3, 0.8),
+                  "NumPy integers and a NumPy bool (as env.step returns them)")]
     if thorough:
         cases += [Case((q(5, 3), 3, 2, -1.0, 3, False, 0.3, 0.9), "s_next == s (the agent bumped into a wall)"),
                   Case((q(4, 4), 0, 1, 1.0, 2, False, 1.0, 0.9), "alpha = 1 (jump straight to the target)"),
@@ -163,9 +165,10 @@ def _logprob_cases(thorough: bool) -> list[Case]:
         return logits, tokens
 
     cases = [Case(case(2, 3, 5), "batch 2, 3 positions, 5 words"),
-             Case(case(4, 6, 11), "batch 4, 6 positions, 11 words")]
+             Case(case(4, 6, 11), "batch 4, 6 positions, 11 words"),
+             Case(case(None, 5, 7), "one response without a batch axis: logits [T, V]")]   # the prompt's [..., T, V]
     if thorough:
-        cases += [Case(case(None, 5, 7), "one response without a batch axis: logits [T, V]"),
+        cases += [Case(case(None, 3, 4), "another response without a batch axis"),
                   Case(case(3, 4, 6, 300.0), "large logits (a naive exp overflows)"),
                   Case(case(2, 5, 9, 1.0, torch.float64), "float64 logits"),
                   Case(case(1, 1, 2), "a single position, two words"),
@@ -382,7 +385,9 @@ def _reinforce_cases(thorough: bool) -> list[Case]:
 
     lp, r = batch(6)
     cases = [Case((_t([-1.0, -2.0, -0.5]), _t([1.0, 0.0, 2.0]), 1.0), "three responses, baseline 1.0"),
-             Case((lp, r, float(r.mean())), "6 responses, baseline = their mean reward")]
+             Case((lp, r, float(r.mean())), "6 responses, baseline = their mean reward"),
+             Case((lp, r, r.mean()), "the baseline as a 0-d tensor (the prompt allows it)"),
+             Case((lp, r, _t(rng.normal(size=6))), "a per-response baseline tensor [B] (the prompt allows it)")]
     if thorough:
         lp, r = batch(10)
         cases += [Case((lp, r, 0.0), "baseline 0 (plain REINFORCE)"),
