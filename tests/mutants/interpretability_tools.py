@@ -247,6 +247,11 @@ def ablate_default_argument(model, tokens, heads):
     return model.run_with_hooks(tokens, fwd_hooks=hooks)
 
 
+def ablate_leaves_train_mode(model, tokens, heads):
+    model.train()   # "to be safe", and never switched back
+    return ref.ablate_heads(model, tokens, heads)
+
+
 def ablate_only_first(model, tokens, heads):
     return ref.ablate_heads(model, tokens, heads[:1])
 
@@ -351,7 +356,8 @@ MUTANTS = {
                            decomp_reshape_heads, decomp_last_layer_bias],
     "logit_lens_stack": [lens_no_ln, lens_cached_scale, lens_post_only, lens_no_unembed_bias],
     "ablate_heads_zero": [ablate_every_layer, ablate_wrong_axis, ablate_scores, ablate_leaves_hooks,
-                          ablate_only_first, ablate_late_binding],
+                          ablate_only_first, ablate_late_binding,
+                          ablate_leaves_train_mode],
     "find_induction_heads": [find_with_prev_score, find_duplicate_offset, find_last_layer_only, find_top_one,
                              find_ignores_threshold, find_ignores_period, find_at_or_above],
     "period_shortcut_quiz": ["b", "c", "d"],

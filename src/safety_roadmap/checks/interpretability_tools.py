@@ -446,6 +446,10 @@ def _clean_logits(args: tuple) -> torch.Tensor:
 
 def _no_leftover_hooks(args: tuple, got: Any, clean: torch.Tensor) -> str | None:
     model, tokens, _ = args
+    if model.training:
+        return ("after your function returned, the model was in training mode: it was given to you in eval mode "
+                "and must be left as it was (don't call model.train(), or call model.eval() again before "
+                "returning).")
     with torch.no_grad():
         now = model(tokens)
     if compare(now, clean, rtol=1e-5, atol=1e-5) is not None:
