@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	@echo "==> The first time this installs about 2 GB (PyTorch is most of it) and takes several minutes; pip shows each package as it goes."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -e '.[dev]'
+	@# no "get notified about Jupyter news?" prompt in the learner's first lab (only this environment's setting)
+	$(BIN)/jupyter labextension disable --level=sys_prefix @jupyterlab/apputils-extension:announcements >/dev/null 2>&1 || true
 	touch $(STAMP)
 	@echo "==> $(VENV) is ready."
 

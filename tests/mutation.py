@@ -30,7 +30,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import yaml
 
@@ -306,11 +306,16 @@ def _replace(tree: ast.AST, index: int, edit: Callable[[ast.AST], ast.AST | None
 def generate_mutants(target: Target) -> list[Mutant]:
     """Every distinct single-edit mutant of the target's reference, in source order."""
     lines, first_line = inspect.getsourcelines(target.reference())
-    return mutants_from_source(textwrap.dedent("".join(lines)), first_line)
+    checks = importlib.import_module(f"safety_roadmap.checks.{target.slug}")
+    scope = getattr(checks, "MUTATION_SCOPE", {}).get(target.exercise)
+    return mutants_from_source(textwrap.dedent("".join(lines)), first_line, scope=scope)
 
 
-def mutants_from_source(source: str, first_line: int = 1) -> list[Mutant]:
-    """Every distinct single-edit mutant of one function or class definition's source."""
+def mutants_from_source(source: str, first_line: int = 1, scope: Sequence[str] | None = None) -> list[Mutant]:
+    """Every distinct single-edit mutant of one function or class definition's source.
+
+    `scope` names the methods an exercise teaches when several exercises share one class (a checks
+    module's MUTATION_SCOPE): only code inside those methods is mutated."""
     tree = ast.parse(source)
     original = ast.unparse(tree)
     skip = _skipped_subtrees(tree)
@@ -318,8 +323,12 @@ def mutants_from_source(source: str, first_line: int = 1) -> list[Mutant]:
     seen = {original}
     counts: dict[str, int] = {}
     out: list[Mutant] = []
+    in_scope = None
+    if scope is not None:
+        in_scope = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and f.name in scope for n in ast.walk(f)}
     for index, node in enumerate(ast.walk(tree)):
-        if id(node) in skip:
+        if id(node) in skip or (in_scope is not None and id(node) not in in_scope):
             continue
         for op, edit in _edits(node, parents.get(id(node))):
             try:
@@ -376,6 +385,17 @@ def _time_limit(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def warm_up(target: Target) -> None:
+    """Run the thorough check once on the reference itself, with no time limit.
+
+    Checks import some things on first use (torch._dynamo on the first optimizer, TransformerLens):
+    a mutant's time limit firing half-way through such an import would leave a broken module in
+    sys.modules for every later test in the process. It also proves the reference passes its own check."""
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        target.check()(target.reference(), thorough=True)
 
 
 def compile_mutant(target: Target, mutant: Mutant) -> Any:
@@ -474,6 +494,7 @@ def score_target(target: Target, *, k: int | None = None, seed: int = 0, timeout
     """Generate, (optionally) sample and run the target's mutants; allow-listed survivors don't count."""
     allowlist = allowlist or Allowlist.load()
     start = time.perf_counter()
+    warm_up(target)
     mutants = generate_mutants(target)
     chosen = sample(mutants, k, seed, target)
     killed, allowed, survivors = 0, [], []

@@ -71,3 +71,14 @@ def test_progress_bars_are_saved_at_their_last_state(executed) -> None:
     assert lines[1].startswith("manual: 100%") and "3/3" in lines[1]
     assert "5/5" in lines[2]
     assert not any(re.search(r"\b0/(20|3|5)\b", line) for line in lines)
+
+
+def test_chapters_use_the_course_progress_bars() -> None:
+    """tqdm.auto saves `0%| 0/20` into a notebook executed without a browser: chapters use ours."""
+    from .conftest import ROOT
+
+    for path in sorted((ROOT / "solutions").glob("*.ipynb")):
+        text = path.read_text(encoding="utf-8")
+        assert "tqdm.auto" not in text and "tqdm.notebook" not in text, (
+            f"{path.name}: import progress bars with `from safety_roadmap.progressbar import tqdm` "
+            "(or `trange`) instead of tqdm.auto")

@@ -92,9 +92,9 @@ def _started_notebooks(cur, root: Path) -> list[Path]:
     ws = workspace_dir(root)
     found = started(cur, root, ws) if ws.is_dir() else []
     if not found:
-        raise RoadmapError(f"nothing to grade: no notebook in {ws} differs from the release yet (name a "
+        raise RoadmapError(f"nothing to grade: no notebook in {ws} has an answer written yet (name a "
                            "notebook, e.g. `roadmap grade path/to/01_linear_algebra.ipynb`)")
-    print(f"grading the {len(found)} notebook(s) you have changed in {ws}", file=sys.stderr)
+    print(f"grading the {len(found)} notebook(s) in {ws} where you have written answers", file=sys.stderr)
     return found
 
 
@@ -155,7 +155,7 @@ def cmd_solution(args: argparse.Namespace) -> int:
                      for e in c.exercises)
         why = ("you have passed it, so compare it with yours" if passed else
                f"you have not passed it yet: `roadmap hint {chapter.id} {exercise}` gives a nudge instead")
-        question = (f"Show the reference solution to {exercise} ({chapter.id})? {why.capitalize()}. "
+        question = (f"Show the reference solution to {exercise} ({chapter.id})? {why[0].upper() + why[1:]}. "
                     "It is recorded in your progress. [y/N] ")
         if not sys.stdin.isatty():
             raise RoadmapError(f"showing the reference solution to {exercise} needs a yes: run it in a terminal, "
@@ -174,6 +174,23 @@ def cmd_hint(args: argparse.Namespace) -> int:
 
     cur, root = _load()
     print(hint(cur, root, args.chapter, args.exercise, args.number), end="")
+    return 0
+
+
+def cmd_portfolio(args: argparse.Namespace) -> int:
+    from .portfolio import build
+    from .workspace import workspace_dir
+
+    cur, root = _load()
+    ws = workspace_dir(root)
+    built = build(cur, Path(args.out), ws, [Path(p) for p in args.paths] or None, pdf=args.pdf, name=args.name,
+                  ws_shown=_shown(ws))
+    for warning in built.warnings:
+        print(f"roadmap portfolio: warning: {warning}", file=sys.stderr)
+    what = f"{len(built.chapters)} chapter(s): {', '.join(built.chapters)}" if built.chapters else \
+        "no chapter with work yet; the page says how to start"
+    print(f"wrote {_shown(built.index)}: {what}")
+    print(f"wrote {_shown(built.pdf)}" if built.pdf else f"PDF skipped: {built.pdf_skipped}")
     return 0
 
 
@@ -240,8 +257,8 @@ def _positive(kind: str):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="roadmap", description="The AI Safety Roadmap course: list, build, grade, status, hints; "
-                "cohort grading for instructors.")
+    p = _Parser(prog="roadmap", description="The AI Safety Roadmap course: list, build, your workspace, grade, status, "
+                "hints, reset, solutions, portfolio; cohort grading for instructors.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("list", help="the phases and chapters, with hours, difficulty and prerequisites")
@@ -258,7 +275,7 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("grade", help="self-grade your notebook(s) with the hidden tests")
     s.add_argument("paths", nargs="*", metavar="NOTEBOOK", help="your chapter notebook(s), wherever they are "
-                   "(default: the workspace notebooks you have changed)")
+                   "(default: the workspace notebooks where you have written answers)")
     s.add_argument("--json", action="store_true", help="print results as JSON, one object per notebook")
     s.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
                    help="per-cell time limit (default 120)")
@@ -288,6 +305,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("exercise", metavar="EXERCISE", help="exercise id, or the function or class its test cell checks")
     s.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
     s.set_defaults(func=cmd_solution)
+
+    s = sub.add_parser("portfolio", help="build a static page (and a PDF when Chromium is installed) of your work: "
+                       "scores, figures, written answers, checkpoint answers; never solutions or hidden tests")
+    s.add_argument("paths", nargs="*", metavar="NOTEBOOK", help="your notebooks, or folders holding them "
+                   "(default: the chapters in your workspace that have figures, written answers or a grade)")
+    s.add_argument("--out", required=True, metavar="DIR", help="folder for index.html and portfolio.pdf")
+    s.add_argument("--name", default=None, help="your name, for the page's title")
+    s.add_argument("--no-pdf", dest="pdf", action="store_false", help="write only index.html")
+    s.set_defaults(func=cmd_portfolio)
 
     s = sub.add_parser("cohort", help="instructors: grade a cohort with nbgrader (init, grade, report)")
     csub = s.add_subparsers(dest="cohort_command", required=True, metavar="ACTION")

@@ -200,13 +200,14 @@ def _pipeline() -> list[Any]:
     """nbgrader's autograde steps, with an executor that survives a dead kernel."""
     from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern,
                                         LimitOutput, SaveAutoGrades)
-    from nbclient.exceptions import DeadKernelError
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbformat.notebooknode import NotebookNode
 
     class KeepResultsExecute(Execute):
-        """Execute, but when the kernel dies keep what ran and mark the later test cells not run
-        (nbgrader's own executor discards the whole notebook)."""
+        """Execute, but when the kernel dies keep what ran and mark the later test cells not run, and
+        when a cell's output is still arriving at the time limit record a timeout and go on (nbgrader's own
+        executor discards the whole notebook in both cases)."""
 
         def preprocess(self, nb: Any, resources: Any = None, km: Any = None) -> Any:
             self._dead = False
@@ -222,6 +223,9 @@ def _pipeline() -> list[Any]:
             except DeadKernelError:
                 self._dead = True
                 cell.outputs.append(_error(_DEAD, "the kernel died while running this cell"))
+                return cell, self.resources
+            except CellTimeoutError:
+                cell.outputs.append(_error("CellTimeoutError", "the cell ran past the per-cell time limit"))
                 return cell, self.resources
 
     def _error(ename: str, evalue: str) -> Any:

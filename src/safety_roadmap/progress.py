@@ -299,10 +299,10 @@ def learner_status(cur: Curriculum, path: Path | None = None) -> Status:
         cp.unlocked = all(by_id[r].complete for r in cp.prerequisites if r in by_id)
         missing = [r for r in cp.prerequisites if r in by_id and not by_id[r].complete]
         if cp.complete and missing:
-            warnings.append(f"{cp.id} is complete, but its prerequisite{'s' if len(missing) > 1 else ''} "
-                            f"{', '.join(missing)} {'are' if len(missing) > 1 else 'is'} not: it builds on "
-                            f"{'them' if len(missing) > 1 else 'it'}, so work through "
-                            f"{'them' if len(missing) > 1 else 'it'} too (and grade it to record it).")
+            many = len(missing) > 1
+            warnings.append(f"{cp.id} is complete, but its prerequisite{'s' if many else ''} {', '.join(missing)} "
+                            f"{'are' if many else 'is'} not complete yet: the chapter builds on "
+                            f"{'them' if many else 'it'}, so work through {'them' if many else 'it'} too.")
     for phase, pp in zip(cur.phases, phases):
         required = [c for c in pp.chapters if not c.optional] or pp.chapters
         pp.complete = bool(required) and all(c.complete for c in required)

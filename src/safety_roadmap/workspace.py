@@ -66,13 +66,24 @@ def sync(cur: Curriculum, root: Path, ws: Path) -> list[Path]:
 
 
 def started(cur: Curriculum, root: Path, ws: Path) -> list[Path]:
-    """The workspace notebooks a learner has changed (those still equal to the release are skipped)."""
+    """The workspace notebooks where the learner has written an answer (an answer cell differs from the
+    release). Opening and saving a chapter does not count; an unreadable file does, so grading says why."""
     out = []
     for chapter in cur.chapters:
         mine, release = ws / f"{chapter.id}.ipynb", release_path(root, chapter.id)
-        if mine.is_file() and (not release.exists() or mine.read_bytes() != release.read_bytes()):
+        if mine.is_file() and (not release.exists() or _answers(mine) != _answers(release)):
             out.append(mine)
     return out
+
+
+def _answers(path: Path) -> dict[str, str] | None:
+    """grade id -> source of every answer cell; None when the file is not a readable notebook."""
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        return {str(exercises.nbgrader_meta(c).get("grade_id")): exercises.cell_source(c)
+                for c in cells if exercises.nbgrader_meta(c).get("solution")}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _learner_notebook(ws: Path, chapter: Chapter) -> tuple[Path, dict]:

@@ -428,3 +428,38 @@ ALTERNATIVES = {
     "matmul_backward": [mm_einsum, ref.matmul_backward],
     "log_softmax_backward": [ls_jacobian, ref.log_softmax_backward],
 }
+
+
+# --------------------------------------------------------------------------- contract-class mutants (issue 12)
+
+
+class ReluGradAtZero(Value):
+    # passes the gradient at exactly x = 0; the prompt's table says 1 only if x > 0
+    relu = _unary(lambda x: max(x, 0.0), lambda x, y: float(x >= 0), "relu")
+
+
+MUTANTS["value_unary_ops"].append(ReluGradAtZero)
+
+
+def ls_global_max(grad_out, x):
+    # shifts by the max of the whole array: a row far below it underflows to 0 / 0
+    e = np.exp(x - x.max())
+    with np.errstate(invalid="ignore"):
+        s = e / e.sum(axis=-1, keepdims=True)
+    return grad_out - s * grad_out.sum(axis=-1, keepdims=True)
+
+
+MUTANTS["log_softmax_backward"].append(ls_global_max)
+
+
+class BackwardZeroesFirst(Value):
+    def backward(self):
+        order = topological_order(self)
+        for node in order:  # "clean slate": wipes gradients the caller had accumulated
+            node.grad = 0.0
+        self.grad = 1.0
+        for node in reversed(order):
+            node._backward()
+
+
+MUTANTS["value_backward"].append(BackwardZeroesFirst)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from safety_roadmap.reference import calculus_optimization as ref
 from safety_roadmap.reference.calculus_optimization import numerical_gradient as _ref_numerical_gradient
 
 # --------------------------------------------------------------------------- mutants
@@ -212,14 +213,32 @@ def momentum_grad_after_move(grad_fn, x0, lr, beta, num_steps):
     return np.array(path)
 
 
+def check_ignores_h(f, grad_f, x, h=1e-5):
+    x = np.array(x, dtype=np.float64)
+    a = np.asarray(grad_f(x.copy()), dtype=np.float64)
+    n = ref.numerical_gradient(f, x)  # always the default step
+    return float((np.abs(a - n) / np.maximum(np.abs(a) + np.abs(n), 1e-8)).max())
+
+
+def jac_ignores_h(f, x, h=1e-5):
+    x = np.array(x, dtype=np.float64)
+    cols = [(np.asarray(f(x + 1e-5 * e), float) - np.asarray(f(x - 1e-5 * e), float)) / 2e-5 for e in np.eye(len(x))]
+    return np.stack(cols, axis=1)
+
+
+def rosen_b_only_default(p, a=1.0, b=100.0):
+    x, y = p[..., 0], p[..., 1]
+    return np.stack([-2 * (a - x) - 400 * x * (y - x ** 2), 200 * (y - x ** 2)], axis=-1)  # b hard-coded
+
+
 MUTANTS = {
     "numerical_gradient": [numgrad_forward, numgrad_divides_by_h, numgrad_own_dtype, numgrad_perturbs_input],
-    "numerical_jacobian": [jac_transposed, jac_forward],
+    "numerical_jacobian": [jac_transposed, jac_forward, jac_ignores_h],
     "neuron_backward": [neuron_wrong_variable, neuron_no_tanh_derivative, neuron_tanh_of_z, neuron_sum_not_mean],
-    "gradient_check": [check_absolute, check_no_floor, check_mean],
+    "gradient_check": [check_absolute, check_no_floor, check_mean, check_ignores_h],
     "gradient_descent": [gd_ascent, gd_missing_start, gd_aliased, gd_in_place_on_x0],
     "max_stable_learning_rate": [lr_one_over, lr_smallest_eigenvalue, lr_diagonal],
-    "rosenbrock_grad": [rosen_no_inner, rosen_swapped, rosen_hardcoded, rosen_sign],
+    "rosenbrock_grad": [rosen_no_inner, rosen_swapped, rosen_hardcoded, rosen_sign, rosen_b_only_default],
     "momentum_descent": [momentum_stale_velocity, momentum_ema, momentum_velocity_reset, momentum_grad_after_move],
 }
 

@@ -21,6 +21,11 @@ def cos_in_place(a, b):
     return (a * b).sum(-1)
 
 
+def cos_eps_denominator(a, b):
+    # "safe" division: wrong for short vectors (unfriendly magnitudes)
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-8)
+
+
 def proj_assumes_unit(x, d):
     return (x @ d)[..., None] * d
 
@@ -83,6 +88,15 @@ def power_few_iterations(A, num_iters=500):
     return float(v @ A @ v), v
 
 
+def power_ignores_num_iters(A, num_iters=500):
+    v = np.random.default_rng(0).normal(size=A.shape[0])
+    v /= np.linalg.norm(v)
+    for _ in range(500):  # the parameter is never used
+        v = A @ v
+        v /= np.linalg.norm(v)
+    return float(v @ A @ v), v
+
+
 def power_largest_algebraic(A, num_iters=500):
     w, V = np.linalg.eigh(A)
     return float(w[-1]), V[:, -1]
@@ -96,6 +110,11 @@ def lowrank_smallest(M, k):
 def lowrank_no_singular_values(M, k):
     U, S, Vt = np.linalg.svd(M, full_matrices=False)
     return U[:, :k] @ Vt[:k]
+
+
+def lowrank_vt_columns(M, k):
+    U, S, Vt = np.linalg.svd(M, full_matrices=False)
+    return (U[:, :k] * S[:k]) @ Vt[:, :k].T  # columns of Vt instead of rows
 
 
 def lowrank_truncates_columns(M, k):
@@ -116,6 +135,10 @@ def scores_keys_first(q, k):
     return np.einsum("bqhd,bkhd->bhkq", q, k) / np.sqrt(q.shape[-1])
 
 
+def scores_by_sqrt_seq(q, k):
+    return np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[1])  # the wrong axis's size
+
+
 def mix_heads_last(p, v):
     return np.einsum("bhqk,bkhd->bhqd", p, v)
 
@@ -125,14 +148,15 @@ def mix_sums_queries(p, v):
 
 
 MUTANTS = {
-    "cosine_similarity": [cos_plain_dot, cos_norm_over_all, cos_in_place],
+    "cosine_similarity": [cos_plain_dot, cos_norm_over_all, cos_in_place, cos_eps_denominator],
     "project_onto": [proj_assumes_unit, proj_divides_by_norm, proj_only_2d],
     "remove_direction": [remove_assumes_unit, remove_returns_projection, remove_in_place],
-    "erasure_quiz": ["a", "c", "d"],
+    "erasure_quiz": ["a", "b", "d"],
     "change_basis": [basis_transpose, basis_forward, basis_rows_not_columns],
-    "power_iteration": [power_norm_eigenvalue, power_no_normalisation, power_few_iterations, power_largest_algebraic],
-    "low_rank_approximation": [lowrank_smallest, lowrank_no_singular_values, lowrank_truncates_columns],
-    "attention_scores": [scores_unscaled, scores_by_d, scores_keys_first],
+    "power_iteration": [power_norm_eigenvalue, power_no_normalisation, power_few_iterations, power_largest_algebraic,
+                        power_ignores_num_iters],
+    "low_rank_approximation": [lowrank_smallest, lowrank_no_singular_values, lowrank_truncates_columns, lowrank_vt_columns],
+    "attention_scores": [scores_unscaled, scores_by_d, scores_keys_first, scores_by_sqrt_seq],
     "mix_values": [mix_heads_last, mix_sums_queries],
 }
 
@@ -175,6 +199,18 @@ def power_other_start(A, num_iters=500):
     return (v @ A @ v) / (v @ v), -v  # the opposite sign is just as correct
 
 
+def power_lagging_estimate(A, num_iters=500):
+    # the eigenvalue estimate from the last vector before its final normalisation: correct once converged
+    v = np.random.default_rng(3).standard_normal(A.shape[0])
+    v /= np.linalg.norm(v)
+    value = 0.0
+    for _ in range(num_iters):
+        w = A @ v
+        value = float(v @ w)
+        v = w / np.linalg.norm(w)
+    return value, v
+
+
 def lowrank_sum_of_outer(M, k):
     U, S, Vt = np.linalg.svd(M)
     return sum(S[i] * np.outer(U[:, i], Vt[i]) for i in range(k))
@@ -195,9 +231,9 @@ ALTERNATIVES = {
     "cosine_similarity": [cos_loops, cos_normalise_first],
     "project_onto": [proj_unit_first],
     "remove_direction": [remove_with_matrix],
-    "erasure_quiz": ["B", " b ", "(b)"],
+    "erasure_quiz": ["C", " c ", "(c)"],
     "change_basis": [basis_inverse],
-    "power_iteration": [power_other_start],
+    "power_iteration": [power_other_start, power_lagging_estimate],
     "low_rank_approximation": [lowrank_sum_of_outer],
     "attention_scores": [scores_matmul],
     "mix_values": [mix_matmul],

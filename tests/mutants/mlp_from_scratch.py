@@ -332,6 +332,34 @@ UNDERTRAINED = _trained(16, 1, 0.01, seed=0)
 WELL_TRAINED = _trained(64, 40, 0.1, seed=5)
 
 
+class TestLookupModel:
+    """Memorises the test split's labels by their exact pixels (a model 'trained' on the test set)."""
+
+    def __init__(self):
+        from safety_roadmap.data import load_digits
+        data = load_digits()
+        self.table = {x.tobytes(): int(y) for x, y in zip(data.x_test, data.y_test)}
+        self.fallback = WELL_TRAINED
+
+    def forward(self, x):
+        logits = np.zeros((len(x), 10))
+        for i, row in enumerate(np.asarray(x, dtype=np.float32)):
+            logits[i, self.table.get(row.tobytes(), 0)] = 1.0
+        return logits
+
+
+def _trained_on_test_split(seed: int = 0) -> ref.MLP:
+    from safety_roadmap.data import load_digits
+    data = load_digits()
+    model = ref.MLP([64, 64, 10], seed=seed)
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        for xb, yb in ref.iterate_minibatches(data.x_test, data.y_test, 16, rng):
+            _, grads = model.loss_and_grads(xb, yb)
+            ref.sgd_step(model.params, grads, 0.1)
+    return model
+
+
 class DivergedModel:
     def forward(self, x):
         return np.full((len(x), 10), np.nan)
@@ -352,8 +380,9 @@ MUTANTS = {
     "iterate_minibatches": [mb_drops_last, mb_separate_shuffles, mb_no_shuffle, mb_fixed_seed, mb_shuffle_in_place,
                             mb_global_random],
     "mlp_sgd_step": [sgd_rebinds, sgd_ascent, sgd_weights_only, sgd_returns_new],
-    "mlp_digits_accuracy": [UNTRAINED, UNDERTRAINED, ConstantModel(), DivergedModel()],
-    "zero_init_quiz": ["a", "c", "d"],
+    "mlp_digits_accuracy": [UNTRAINED, UNDERTRAINED, ConstantModel(), DivergedModel(), TestLookupModel(),
+                            _trained_on_test_split()],
+    "zero_init_quiz": ["a", "b", "c"],
 }
 
 # --------------------------------------------------------------------------- correct alternatives
@@ -418,14 +447,13 @@ def sce_float32(logits, labels):
 
 def ng_subtract_and_add(f, param, eps=1e-5):
     grad = np.zeros(param.shape)
-    flat, out = param.reshape(-1), grad.reshape(-1)  # views
-    for i in range(flat.size):
-        flat[i] += eps
+    for idx in np.ndindex(param.shape):  # indexes param itself, so slices work too
+        param[idx] += eps
         plus = f()
-        flat[i] -= 2 * eps
+        param[idx] -= 2 * eps
         minus = f()
-        flat[i] += eps  # may differ from the original by one rounding step: fine
-        out[i] = (plus - minus) / (2 * eps)
+        param[idx] += eps  # may differ from the original by one rounding step: fine
+        grad[idx] = (plus - minus) / (2 * eps)
     return grad
 
 
@@ -511,5 +539,61 @@ ALTERNATIVES = {
     "iterate_minibatches": [mb_shuffle_indices, mb_array_split],
     "mlp_sgd_step": [sgd_by_key, sgd_subtract_out],
     "mlp_digits_accuracy": [WELL_TRAINED],
-    "zero_init_quiz": ["B", " b ", "(b)"],
+    "zero_init_quiz": ["D", " d ", "(d)"],
 }
+
+
+def sce_global_max(logits, labels):
+    # shifts by the max of the whole batch: a row far below it underflows, log(0) = -inf
+    z = logits - logits.max()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        p = np.exp(logp)
+    n = len(labels)
+    grad = p.copy()
+    grad[np.arange(n), labels] -= 1
+    return float(-logp[np.arange(n), labels].mean()), grad / n
+
+
+MUTANTS["softmax_cross_entropy"].append(sce_global_max)
+
+
+def ng_ignores_eps(f, param, eps=1e-5):
+    return ref.numerical_gradient(f, param)  # always the default step
+
+
+class _ReshapeInsteadOfFlatten:
+    """Stands in for `param` so ng_flatten_copy's loop nudges param.reshape(-1) instead of param.flatten()."""
+
+    def __init__(self, param):
+        self.shape, self._param = param.shape, param
+
+    def flatten(self):
+        return self._param.reshape(-1)  # a view for contiguous params, a silent copy for a slice
+
+
+def ng_flat_view(f, param, eps=1e-5):
+    # nudges through param.reshape(-1): right for contiguous params, blind to nudges on a slice
+    return ng_flatten_copy(f, _ReshapeInsteadOfFlatten(param), eps)
+
+
+MUTANTS["mlp_numerical_gradient"] += [ng_ignores_eps, ng_flat_view]
+
+
+def mb_rotation(x, y, batch_size, rng):
+    # "shuffles" by rotating the order: reproducible and different each epoch, but only n orders are possible
+    order = np.roll(np.arange(len(y)), int(rng.integers(0, len(y))))
+    for s in range(0, len(y), batch_size):
+        idx = order[s:s + batch_size]
+        yield x[idx], y[idx]
+
+
+def mb_last_stays(x, y, batch_size, rng):
+    # permutes only the first n - 1 examples: the last one always comes last
+    order = np.append(rng.permutation(len(y) - 1), len(y) - 1)
+    for s in range(0, len(y), batch_size):
+        idx = order[s:s + batch_size]
+        yield x[idx], y[idx]
+
+
+MUTANTS["iterate_minibatches"] += [mb_rotation, mb_last_stays]

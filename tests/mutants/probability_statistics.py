@@ -354,3 +354,86 @@ ALTERNATIVES = {
     "sample_with_temperature": [temp_gumbel_max, temp_inverse_cdf],
     "bootstrap_accuracy_ci": [boot_choice_loop, boot_sorted_order_stats],
 }
+
+
+# --------------------------------------------------------------------------- contract-class mutants (issue 12)
+
+
+def ce_global_max(logits, targets):
+    # shifts by the max of the whole batch: a row far below it underflows to log(0)
+    logits = np.asarray(logits, dtype=np.float64)
+    z = logits - logits.max()
+    with np.errstate(divide="ignore"):
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-logp[np.arange(len(targets)), targets].mean())
+
+
+def temp_global_random(logits, temperature, num_samples, rng):
+    # right distribution, but drawn from NumPy's global generator instead of `rng`
+    logits = np.asarray(logits, dtype=np.float64)
+    if temperature == 0:
+        return np.full(num_samples, int(np.argmax(logits)))
+    z = logits / temperature
+    p = np.exp(z - z.max())
+    return np.random.choice(len(p), size=num_samples, p=p / p.sum())
+
+
+def temp_reseeded(logits, temperature, num_samples, rng):
+    # "for reproducibility" makes its own generator: every call gives the same samples
+    return temp_gumbel_max(logits, temperature, num_samples, np.random.default_rng(0))
+
+
+def temp_never_last(logits, temperature, num_samples, rng):
+    # inverse CDF with an off-by-one clip: the last token is never drawn
+    out = temp_inverse_cdf(logits, temperature, num_samples, rng)
+    return np.minimum(out, len(logits) - 2)
+
+
+def boot_ignores_num_resamples(correct, num_resamples=2000, alpha=0.05, rng=None):
+    c = np.asarray(correct, dtype=float)
+    accs = c[rng.integers(0, len(c), size=(2000, len(c)))].mean(axis=1)  # always 2000
+    return tuple(np.percentile(accs, [100 * alpha / 2, 100 * (1 - alpha / 2)]))
+
+
+def boot_fresh_generator(correct, num_resamples=2000, alpha=0.05, rng=None):
+    return boot_alpha_ok(correct, num_resamples, alpha, np.random.default_rng())  # ignores the rng passed in
+
+
+def boot_alpha_ok(correct, num_resamples, alpha, rng):
+    c = np.asarray(correct, dtype=float)
+    accs = c[rng.integers(0, len(c), size=(num_resamples, len(c)))].mean(axis=1)
+    return tuple(np.percentile(accs, [100 * alpha / 2, 100 * (1 - alpha / 2)]))
+
+
+def boot_never_last(correct, num_resamples=2000, alpha=0.05, rng=None):
+    c = np.asarray(correct, dtype=float)
+    accs = c[rng.integers(0, len(c) - 1, size=(num_resamples, len(c)))].mean(axis=1)  # never draws item n-1
+    return tuple(np.percentile(accs, [100 * alpha / 2, 100 * (1 - alpha / 2)]))
+
+
+MUTANTS["cross_entropy_from_logits"].append(ce_global_max)
+MUTANTS["sample_with_temperature"] += [temp_global_random, temp_reseeded, temp_never_last]
+def boot_rounded_indices(correct, num_resamples=2000, alpha=0.05, rng=None):
+    c = np.asarray(correct, dtype=float)
+    idx = np.round(rng.random((num_resamples, len(c))) * (len(c) - 1)).astype(int)  # ends drawn half as often
+    return tuple(np.percentile(c[idx].mean(axis=1), [100 * alpha / 2, 100 * (1 - alpha / 2)]))
+
+
+def boot_skips_first(correct, num_resamples=2000, alpha=0.05, rng=None):
+    c = np.asarray(correct, dtype=float)
+    idx = rng.integers(1, len(c) + 1, size=(num_resamples, len(c))) % len(c)  # wraps around: fine
+    idx = np.where(idx == 0, 1, idx)  # "avoid index 0": never draws the first question
+    return tuple(np.percentile(c[idx].mean(axis=1), [100 * alpha / 2, 100 * (1 - alpha / 2)]))
+
+
+MUTANTS["bootstrap_accuracy_ci"] += [boot_ignores_num_resamples, boot_fresh_generator, boot_never_last,
+                                     boot_rounded_indices, boot_skips_first]
+
+
+def boot_upper_full_alpha(correct, num_resamples=2000, alpha=0.05, rng=None):
+    c = np.asarray(correct, dtype=float)
+    accs = c[rng.integers(0, len(c), size=(num_resamples, len(c)))].mean(axis=1)
+    return tuple(np.percentile(accs, [100 * alpha / 2, 100 * (1 - alpha)]))  # upper tail cut by alpha, not alpha/2
+
+
+MUTANTS["bootstrap_accuracy_ci"].append(boot_upper_full_alpha)

@@ -67,6 +67,19 @@ def grad_backward_then_clean(model, x, target):
     return leaf.grad.detach()
 
 
+def grad_backward_inputs_only(model, x, target):
+    leaf = x.detach().clone().requires_grad_(True)
+    score = model(leaf).gather(1, target[:, None]).sum()
+    score.backward(inputs=[leaf])                                       # accumulates into leaf.grad only
+    return leaf.grad
+
+
+def grad_sets_eval(model, x, target):
+    model.eval()                                                        # never switched back to train mode
+    x = x.detach().clone().requires_grad_(True)
+    return torch.autograd.grad(model(x).gather(1, target[:, None]).sum(), x)[0]
+
+
 # =========================================================================== TorchMLP
 
 
@@ -255,6 +268,17 @@ def grads_torch_keys(model, x, y):
     return loss.item(), {n: p.grad.numpy() for n, p in model.named_parameters()}
 
 
+def grads_share_memory(model, x, y):
+    model.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    grads = {}
+    for i, layer in enumerate(model.layers):
+        grads[f"W{i}"] = layer.weight.grad.T.numpy()                   # a view of .grad, not a copy
+        grads[f"b{i}"] = layer.bias.grad.numpy()
+    return loss.item(), grads
+
+
 def grads_autograd(model, x, y):
     params = [p for layer in model.layers for p in (layer.weight, layer.bias)]
     loss = F.cross_entropy(model(x), y)
@@ -273,7 +297,8 @@ def grads_log_softmax(model, x, y):
     loss = -logp[torch.arange(len(y)), y].mean()
     loss.backward()
     return float(loss), {k: v for i, layer in enumerate(model.layers)
-                         for k, v in ((f"W{i}", layer.weight.grad.numpy().T), (f"b{i}", layer.bias.grad.numpy()))}
+                         for k, v in ((f"W{i}", layer.weight.grad.clone().numpy().T),   # a copy, then a view of it
+                                      (f"b{i}", layer.bias.grad.clone().numpy()))}
 
 
 # =========================================================================== DigitsDataset
@@ -375,16 +400,32 @@ def train_no_zero_grad(model, loader, optimizer, device):
     return total / n
 
 
-def train_no_train_mode(model, loader, optimizer, device):
+def _epoch_moving(model, loader, optimizer, move_x, move_y, train_mode=True):
+    """A correct epoch, except where a batch part is not moved to the device or train mode is not set."""
+    if train_mode:
+        model.train()
     total, n = 0.0, 0
     for x, y in loader:
-        loss = F.cross_entropy(model(x.to(device)), y.to(device))
+        loss = F.cross_entropy(model(move_x(x)), move_y(y))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         total += loss.item() * len(y)
         n += len(y)
     return total / n
+
+
+def train_forgets_device(model, loader, optimizer, device):
+    return _epoch_moving(model, loader, optimizer, lambda x: x, lambda y: y)       # nothing moved to `device`
+
+
+def train_moves_inputs_only(model, loader, optimizer, device):
+    return _epoch_moving(model, loader, optimizer, lambda x: x.to(device), lambda y: y)   # labels stay behind
+
+
+def train_no_train_mode(model, loader, optimizer, device):
+    return _epoch_moving(model, loader, optimizer, lambda x: x.to(device), lambda y: y.to(device),
+                         train_mode=False)                              # model.train() never called
 
 
 def train_returns_last_loss(model, loader, optimizer, device):
@@ -470,6 +511,18 @@ def eval_no_eval_mode(model, loader, device):
     with torch.no_grad():
         for x, y in loader:
             logits = model(x.to(device))
+            total += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            n += len(y)
+    return total / n, correct / n
+
+
+def eval_forgets_device(model, loader, device):
+    model.eval()
+    total, correct, n = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            logits = model(x)                                            # never moved to `device`
             total += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             n += len(y)
@@ -621,6 +674,15 @@ def load_not_weights_only(path, model, optimizer):
     return ckpt["epoch"]
 
 
+def load_parameters_only(path, model, optimizer):
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    with torch.no_grad():
+        for name, p in model.named_parameters():                         # buffers (BatchNorm statistics) missed
+            p.copy_(ckpt["model"][name])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    return int(ckpt["epoch"])
+
+
 # =========================================================================== CNN
 
 
@@ -683,6 +745,20 @@ class CNNSequential(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+class CNNSamePadding(_CNN):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, kernel_size=3, padding="same")     # the same computation as padding=1
+        self.conv2 = nn.Conv2d(16, 32, kernel_size=3, padding="same")
+
+
+class CNNReflectPadding(_CNN):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1, padding_mode="reflect")   # pads with mirrored pixels, not 0
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1, padding_mode="reflect")
 
 
 class CNNReshape(_CNN):
@@ -759,6 +835,24 @@ class RNNBiasedRecurrence(_RNN):
         self.hidden_to_hidden = nn.Linear(hidden_size, hidden_size)    # a second bias
 
 
+class RNNHiddenOnCPU(_RNN):
+    def forward(self, x):
+        rows = self.rows(x)
+        h = torch.zeros(x.shape[0], self.hidden_size, dtype=x.dtype)      # on the CPU whatever the model's device
+        for t in range(8):
+            h = self.cell(rows[:, t], h)
+        return self.readout(h)
+
+
+class RNNHiddenFloat32(_RNN):
+    def forward(self, x):
+        rows = self.rows(x)
+        h = torch.zeros(x.shape[0], self.hidden_size, device=x.device)     # float32 even for a float64 model
+        for t in range(8):
+            h = self.cell(rows[:, t], h)
+        return self.readout(h)
+
+
 class RNNUnbind(nn.Module):
     def __init__(self, hidden_size=64):
         super().__init__()
@@ -793,26 +887,27 @@ class RNNFunctional(nn.Module):
 
 MUTANTS = {
     "input_gradient": [grad_of_loss, grad_of_all_logits, grad_of_probability, grad_mean_over_batch,
-                       grad_marks_callers_x, grad_pollutes_params],
+                       grad_marks_callers_x, grad_pollutes_params, grad_backward_then_clean, grad_sets_eval],
     "torch_mlp": [MLPReluAtEnd, MLPPlainList, MLPTransposedLayers, MLPNoActivation, MLPSequentialWithReLU],
     "load_numpy_params": [load_not_transposed, load_shares_memory, load_shares_memory_float32, load_forgets_biases,
                           load_new_parameters],
     "torch_grads_as_numpy": [grads_no_zero, grads_not_transposed, grads_sum_loss, grads_double_softmax,
-                             grads_torch_keys],
+                             grads_torch_keys, grads_share_memory],
     "digits_dataset": [DSLenOffByOne, DSFloat64, DSFloatLabels, DSNoChannel, DSFortranOrder, DSNormalisesInPlace,
                        DSInt32Labels],
     "torch_train_epoch": [train_no_zero_grad, train_no_train_mode, train_returns_last_loss, train_mean_of_batch_means,
-                          train_no_step, train_sum_loss],
+                          train_no_step, train_sum_loss, train_forgets_device, train_moves_inputs_only],
     "torch_evaluate": [eval_no_eval_mode, eval_no_no_grad, eval_mean_of_batch_means, eval_counts_correct,
-                       eval_argmax_wrong_axis],
+                       eval_argmax_wrong_axis, eval_forgets_device],
     "save_checkpoint": [save_model_only, save_whole_objects, save_wrong_keys, save_next_epoch, save_with_suffix],
-    "load_checkpoint": [load_model_only, load_rebinds, load_returns_next, load_returns_nothing],
-    "digits_cnn": [CNNChannelsLast, CNNAvgPool, CNNNoPadding, CNNMissingRelu, CNNReluOnLogits],
-    "digits_rnn": [RNNColumns, RNNRelu, RNNFirstState, RNNMeanState, RNNNoRecurrence, RNNBiasedRecurrence],
+    "load_checkpoint": [load_model_only, load_rebinds, load_returns_next, load_returns_nothing, load_parameters_only],
+    "digits_cnn": [CNNChannelsLast, CNNAvgPool, CNNNoPadding, CNNMissingRelu, CNNReluOnLogits, CNNReflectPadding],
+    "digits_rnn": [RNNColumns, RNNRelu, RNNFirstState, RNNMeanState, RNNNoRecurrence, RNNBiasedRecurrence,
+                   RNNHiddenOnCPU, RNNHiddenFloat32],
 }
 
 ALTERNATIVES = {
-    "input_gradient": [grad_one_hot, grad_backward_then_clean],
+    "input_gradient": [grad_one_hot, grad_backward_inputs_only],
     "torch_mlp": [MLPFunctionalRelu, MLPClamp],
     "load_numpy_params": [load_via_state_dict, load_loop_copy],
     "torch_grads_as_numpy": [grads_autograd, grads_log_softmax],
@@ -821,6 +916,6 @@ ALTERNATIVES = {
     "torch_evaluate": [eval_inference_mode, eval_weighted],
     "save_checkpoint": [save_via_file_handle],
     "load_checkpoint": [load_map_location, load_not_weights_only],
-    "digits_cnn": [CNNSequential, CNNReshape],
+    "digits_cnn": [CNNSequential, CNNReshape, CNNSamePadding],
     "digits_rnn": [RNNUnbind, RNNFunctional],
 }

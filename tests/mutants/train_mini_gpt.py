@@ -55,6 +55,21 @@ def batch_y_shifted_back(data, batch_size, block_size, generator=None):
     return x, y
 
 
+def batch_rounded_float(data, batch_size, block_size, generator=None):
+    last = len(data) - block_size - 1
+    starts = (torch.rand(batch_size, generator=generator) * last).round().long()  # the two ends come up half as often
+    idx = starts[:, None] + torch.arange(block_size)
+    return data[idx], data[idx + 1]
+
+
+def batch_reseeds_global(data, batch_size, block_size, generator=None):
+    if generator is not None:
+        torch.manual_seed(generator.initial_seed())  # a seed still fixes the batch, but through the global RNG
+    starts = torch.randint(0, len(data) - block_size, (batch_size,))
+    idx = starts[:, None] + torch.arange(block_size)
+    return data[idx], data[idx + 1]
+
+
 def batch_numpy(data, batch_size, block_size, generator=None):
     seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))
     rng = np.random.default_rng(seed)
@@ -91,6 +106,11 @@ def loss_log_of_softmax(logits, targets):
 
 def loss_item(logits, targets):
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).item()  # breaks backward
+
+
+def loss_detached_leaf(logits, targets):
+    value = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)).item()
+    return torch.tensor(value, requires_grad=True)  # requires grad, but is cut off from the logits
 
 
 def loss_view(logits, targets):
@@ -144,6 +164,15 @@ def gen_new_only(model, prompt, n_new, temperature=1.0, top_k=None, generator=No
 
 def gen_ignores_generator(model, prompt, n_new, temperature=1.0, top_k=None, generator=None):
     return ref.generate(model, prompt, n_new, temperature, top_k, None)  # a seed does not fix the text
+
+
+def gen_own_generator(model, prompt, n_new, temperature=1.0, top_k=None, generator=None):
+    own = torch.Generator().manual_seed(0)  # reproducible, but the caller's seed changes nothing
+    return ref.generate(model, prompt, n_new, temperature, top_k, own)
+
+
+def gen_drops_top_k(model, prompt, n_new, temperature=1.0, top_k=None, generator=None):
+    return ref.generate(model, prompt, n_new, temperature, None, generator)  # top_k never reaches the sampler
 
 
 def gen_preallocated(model, prompt, n_new, temperature=1.0, top_k=None, generator=None):
@@ -233,6 +262,34 @@ def sample_top_k_plus_one(logits, temperature=1.0, top_k=None, generator=None):
     return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
 
 
+def _sample_with_threshold(logits, temperature, top_k, generator, kth_of):
+    """Temperature, then every logit below kth_of(scaled logits) masked, then a multinomial draw."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits / temperature
+    if top_k is not None:
+        logits = logits.masked_fill(logits < kth_of(logits, top_k), float("-inf"))
+    return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+
+
+def sample_topk_unguarded(logits, temperature=1.0, top_k=None, generator=None):
+    # torch.topk raises when top_k > vocab
+    return _sample_with_threshold(logits, temperature, top_k, generator,
+                                  lambda z, k: torch.topk(z, k, dim=-1).values[..., -1:])
+
+
+def sample_topk_whole_batch(logits, temperature=1.0, top_k=None, generator=None):
+    # one threshold for the whole batch
+    return _sample_with_threshold(logits, temperature, top_k if top_k is None or top_k < logits.shape[-1] else None,
+                                  generator, lambda z, k: torch.topk(z.reshape(-1), k).values[-1])
+
+
+def sample_reseeds_global(logits, temperature=1.0, top_k=None, generator=None):
+    if generator is not None:
+        torch.manual_seed(generator.initial_seed())  # draws from the global RNG instead of `generator`
+    return ref.sample_next_token(logits, temperature, top_k, None)
+
+
 def sample_always_greedy(logits, temperature=1.0, top_k=None, generator=None):
     return logits.argmax(dim=-1)
 
@@ -274,14 +331,14 @@ def sample_sorted_cumsum(logits, temperature=1.0, top_k=None, generator=None):
 class _CountModel(nn.Module):
     """An n-gram count model over the corpus's training split, wearing a GPT's interface."""
 
-    def __init__(self, order: int, smoothing: float = 0.1) -> None:
+    def __init__(self, order: int, smoothing: float = 0.1, split: str = "train") -> None:
         super().__init__()
-        self.order, self.smoothing = order, smoothing
+        self.order, self.smoothing, self.split = order, smoothing, split  # split "val": fitted on validation text
         self.vocab = len(ref.CHARSET)
         self._tables: list[torch.Tensor] | None = None
 
     def _fit(self) -> list[torch.Tensor]:
-        ids, v = ref.load_corpus().train, self.vocab
+        ids, v = getattr(ref.load_corpus(), self.split), self.vocab
         tables = []
         for n in range(1, self.order + 1):
             index = torch.zeros(len(ids) - n + 1, dtype=torch.long)
@@ -334,14 +391,18 @@ def _wrong_vocab_gpt() -> GPT:
 
 MUTANTS = {
     "next_token_batch": [batch_targets_equal_inputs, batch_excludes_last_start, batch_runs_past_the_end,
-                         batch_ignores_generator, batch_one_start, batch_y_shifted_back],
-    "next_token_loss": [loss_sum, loss_double_shift, loss_log_of_softmax, loss_item, loss_view],
-    "generate_text": [gen_no_crop, gen_first_window, gen_first_position, gen_new_only, gen_ignores_generator],
+                         batch_ignores_generator, batch_one_start, batch_y_shifted_back, batch_rounded_float,
+                         batch_reseeds_global],
+    "next_token_loss": [loss_sum, loss_double_shift, loss_log_of_softmax, loss_item, loss_view, loss_detached_leaf],
+    "generate_text": [gen_no_crop, gen_first_window, gen_first_position, gen_new_only, gen_ignores_generator,
+                      gen_own_generator, gen_drops_top_k],
     "model_perplexity": [ppl_base_two, ppl_mean_of_rows, ppl_of_sum, ppl_returns_loss],
     "sample_next_token": [sample_from_logits, sample_raw_logits, sample_temperature_multiplies, sample_top_k_plus_one,
-                          sample_always_greedy, sample_keeps_shape],
+                          sample_always_greedy, sample_keeps_shape, sample_topk_unguarded, sample_topk_whole_batch,
+                          sample_reseeds_global],
     "trained_gpt_val_loss": [_untrained_gpt(), _named(_CountModel(1), "unigram_counts"),
-                             _named(_CopyCurrentToken(), "copies_current_token"), _wrong_vocab_gpt()],
+                             _named(_CopyCurrentToken(), "copies_current_token"), _wrong_vocab_gpt(),
+                             _named(_CountModel(3, split="val"), "trigram_counts_fitted_on_validation")],
 }
 
 ALTERNATIVES = {

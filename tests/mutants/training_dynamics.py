@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from safety_roadmap.reference import training_dynamics as ref
+
 # =========================================================================== optimizers: mutants
 
 
@@ -97,6 +99,26 @@ def adamw_forgets_decay(p, grad, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, w
 
 def adamw_no_bias_correction(p, grad, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
     _adam(p, grad, state, lr, betas, eps, correct=False, decay=weight_decay, mode="decoupled")
+
+
+def sgd_velocity_on_cpu(p, grad, state, lr, momentum):
+    with torch.no_grad():
+        if "velocity" not in state:
+            state["velocity"] = torch.zeros(p.shape, dtype=p.dtype)     # right on the CPU, wrong on a GPU
+        state["velocity"].mul_(momentum).add_(grad)
+        p.sub_(lr * state["velocity"])
+
+
+def adam_moments_on_cpu(p, grad, state, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    b1, b2 = betas
+    with torch.no_grad():
+        if not state:
+            state.update(t=0, m=torch.zeros(p.shape, dtype=p.dtype), v=torch.zeros(p.shape, dtype=p.dtype))
+        state["t"] += 1
+        state["m"].mul_(b1).add_(grad, alpha=1 - b1)
+        state["v"].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        m_hat, v_hat = state["m"] / (1 - b1 ** state["t"]), state["v"] / (1 - b2 ** state["t"])
+        p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
 
 
 # =========================================================================== optimizers: alternatives
@@ -209,6 +231,14 @@ def dropout_mask_inverted(x, p, training=True, mask=None):
         return x
     drop = torch.rand_like(x) < p if mask is None else mask   # treats the given mask as "drop"
     return x.masked_fill(drop, 0.0) / (1 - p)
+
+
+def dropout_mask_on_cpu(x, p, training=True, mask=None):
+    if not training:
+        return x
+    if mask is None:
+        mask = torch.rand(x.shape) >= p                                 # drawn on the CPU whatever x's device
+    return x * mask / (1 - p)
 
 
 def dropout_bernoulli(x, p, training=True, mask=None):
@@ -508,6 +538,25 @@ def clip_not_in_place(parameters, max_norm):
     return total
 
 
+def clip_scales_up(parameters, max_norm):
+    grads = [p.grad for p in parameters if p.grad is not None]
+    total = torch.stack([g.norm() for g in grads]).norm().item()
+    scale = max_norm / (total + 1e-6)
+    if scale < 2:                                                      # also "clips" a norm a bit below max_norm
+        for g in grads:
+            g.mul_(scale)
+    return total
+
+
+def clip_no_epsilon(parameters, max_norm):
+    grads = [p.grad for p in parameters if p.grad is not None]
+    total = torch.stack([g.norm() for g in grads]).norm().item()
+    if total > max_norm:
+        for g in grads:
+            g.mul_(max_norm / total)                                   # no + 1e-6: differs for tiny norms
+    return total
+
+
 def clip_stacked(parameters, max_norm):
     grads = [p.grad for p in parameters if p.grad is not None]
     total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads]))
@@ -522,7 +571,7 @@ def clip_rebinds_grad(parameters, max_norm):
     total = sum(float(p.grad.pow(2).sum()) for p in params) ** 0.5
     if total > max_norm:
         for p in params:
-            p.grad = p.grad * (max_norm / total)        # a new tensor assigned to .grad works too
+            p.grad = p.grad * (max_norm / (total + 1e-6))   # a new tensor assigned to .grad works too
     return torch.tensor(total)
 
 
@@ -602,6 +651,11 @@ def dead_negative_outputs(model, x):
     return {n: float((a < 0).all(0).float().mean()) for n, a in _collect(model, x).items()}
 
 
+def dead_sets_eval(model, x):
+    model.eval()                                                       # never switched back to train mode
+    return ref.dead_relu_fractions(model, x)
+
+
 def dead_max_over_batch(model, x):
     found = {}
 
@@ -635,21 +689,24 @@ def dead_by_walking_modules(model, x):
 
 
 MUTANTS = {
-    "sgd_momentum_step": [sgd_dampened, sgd_no_memory, sgd_aliases_grad, sgd_returns_new, sgd_without_no_grad],
-    "adam_step": [adam_no_bias_correction, adam_eps_inside_sqrt, adam_step_off_by_one, adam_abs_not_square],
+    "sgd_momentum_step": [sgd_dampened, sgd_no_memory, sgd_aliases_grad, sgd_returns_new, sgd_without_no_grad,
+                          sgd_velocity_on_cpu],
+    "adam_step": [adam_no_bias_correction, adam_eps_inside_sqrt, adam_step_off_by_one, adam_abs_not_square,
+                  adam_moments_on_cpu],
     "adamw_step": [adamw_decay_in_gradient, adamw_decay_without_lr, adamw_forgets_decay, adamw_no_bias_correction],
     "dropout_forward": [dropout_not_rescaled, dropout_classic_scaling, dropout_keeps_with_prob_p, dropout_always,
-                        dropout_fixed_seed, dropout_in_place, dropout_mask_inverted],
+                        dropout_fixed_seed, dropout_in_place, dropout_mask_inverted, dropout_mask_on_cpu],
     "batchnorm_module": [BNBatchStatsInEval, BNBiasedRunningVar, BNUnbiasedNormalisation, BNMomentumReversed,
                          BNPlainAttributes, BNNotDetached, BNEpsOutside],
     "layernorm_module": [LNUnbiased, LNBatchAxis, LNEpsOutside, LNNoAffine, LNAllButBatch, LNOnePassVariance],
     "warmup_cosine_lr": [lr_warmup_from_zero, lr_cosine_over_whole_run, lr_ignores_min, lr_not_clamped,
                          lr_linear_decay],
-    "clip_grad_norm": [clip_per_tensor, clip_always, clip_returns_after, clip_generator_twice, clip_sum_of_norms,
+    "clip_grad_norm": [clip_scales_up, clip_no_epsilon, clip_per_tensor, clip_always, clip_returns_after,
+                       clip_generator_twice, clip_sum_of_norms,
                        clip_not_in_place],
     "layer_grad_norms": [norms_of_weights, norms_squared, norms_zero_for_missing, norms_by_module, norms_mean_abs],
     "dead_relu_fractions": [dead_zero_entries, dead_for_any_example, dead_hooks_left, dead_on_linear_outputs,
-                            dead_negative_outputs],
+                            dead_negative_outputs, dead_sets_eval],
     "diagnose_runs": [
         {"A": "vanishing", "B": "overfitting", "C": "healthy", "D": "exploding", "E": "dead_relu"},
         {"A": "dead_relu", "B": "healthy", "C": "overfitting", "D": "exploding", "E": "vanishing"},

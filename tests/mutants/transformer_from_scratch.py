@@ -139,17 +139,30 @@ def pattern_mask_after_renormalised(q, k):
 def pattern_einsum_big_negative(q, k):
     t, d = q.shape[-2], q.shape[-1]
     s = torch.einsum("bhqd,bhkd->bhqk", q, k) * d ** -0.5
-    keep = torch.tril(torch.ones(t, t)).bool()
+    keep = torch.tril(torch.ones(t, t, device=q.device)).bool()
     return torch.where(keep, s, torch.tensor(-1e4, dtype=s.dtype)).softmax(-1)
 
 
 def pattern_loops(q, k):
     b, h, t, d = q.shape
-    out = torch.zeros(b, h, t, t, dtype=q.dtype)
+    out = torch.zeros(b, h, t, t, dtype=q.dtype, device=q.device)
     for i in range(t):
         s = (q[:, :, i:i + 1] * k[:, :, :i + 1]).sum(-1) / math.sqrt(d)  # [b, h, i+1]
         out[:, :, i, :i + 1] = torch.softmax(s, dim=-1)
     return out
+
+
+def pattern_mask_on_cpu(q, k):
+    """Hint 2's mask without `device=`: right on the CPU, a crash once the model is on a GPU."""
+    t = q.shape[-2]
+    future = torch.ones(t, t, dtype=torch.bool).triu(1)
+    return _scores(q, k, math.sqrt(q.shape[-1])).masked_fill(future, float("-inf")).softmax(-1)
+
+
+def pattern_reversed_mask(q, k):
+    t = q.shape[-2]
+    past = torch.tril(torch.ones(t, t, dtype=torch.bool, device=q.device))  # hides the past, keeps the future
+    return _scores(q, k, math.sqrt(q.shape[-1])).masked_fill(past, float("-inf")).softmax(-1)
 
 
 # --------------------------------------------------------------------------- multi-head attention
@@ -207,6 +220,23 @@ class MHAViewOnInput(ref.MultiHeadAttention):
         return self.o((pattern @ v).transpose(1, 2).reshape(b, t, d))
 
 
+class MHAReshapeNoTranspose(ref.MultiHeadAttention):
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = (lin(x).reshape(b, self.n_heads, t, self.d_head) for lin in (self.q, self.k, self.v))
+        pattern = self.hook_pattern(ref.causal_attention_pattern(q, k))
+        return self.o((pattern @ v).reshape(b, t, d))  # no transpose on the way in, none on the way out
+
+
+class MHAMaskOnCPU(ref.MultiHeadAttention):
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = (lin(x).reshape(b, t, self.n_heads, self.d_head).transpose(1, 2) for lin in (self.q, self.k, self.v))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.d_head)
+        pattern = self.hook_pattern(scores.masked_fill(_future(t), float("-inf")).softmax(-1))  # mask on the CPU
+        return self.o((pattern @ v).transpose(1, 2).reshape(b, t, d))
+
+
 class MHAEinsum(ref.MultiHeadAttention):
     def forward(self, x):
         b, t, d = x.shape
@@ -215,7 +245,7 @@ class MHAEinsum(ref.MultiHeadAttention):
         k = self.k(x).reshape(b, t, h, dh)
         v = self.v(x).reshape(b, t, h, dh)
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / dh ** 0.5
-        scores = scores.masked_fill(~torch.tril(torch.ones(t, t, dtype=torch.bool)), float("-inf"))
+        scores = scores.masked_fill(~torch.tril(torch.ones(t, t, dtype=torch.bool, device=x.device)), float("-inf"))
         pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
         z = torch.einsum("bhqk,bkhd->bqhd", pattern, v).reshape(b, t, d)
         return self.o(z)
@@ -266,6 +296,12 @@ class LNInPlace(ref.LayerNorm):
     def forward(self, x):
         x -= x.mean(-1, keepdim=True)  # modifies the residual stream it was given
         return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.w + self.b
+
+
+class LNIgnoresEps(ref.LayerNorm):
+    def forward(self, x):
+        c = x - x.mean(-1, keepdim=True)
+        return c / torch.sqrt(c.pow(2).mean(-1, keepdim=True) + 1e-5) * self.w + self.b  # GPT-2's eps, not self.eps
 
 
 class LNTorch(ref.LayerNorm):
@@ -338,6 +374,13 @@ class BlockOneNorm(ref.Block):
         return x + self.mlp(self.ln1(x))
 
 
+class BlockDefaultEps(ref.Block):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.ln1 = ref.LayerNorm(cfg.d_model)  # cfg.ln_eps not passed on
+        self.ln2 = ref.LayerNorm(cfg.d_model)
+
+
 class BlockStepByStep(ref.Block):
     def forward(self, x):
         attn_out = self.attn(self.ln1(x))
@@ -398,6 +441,29 @@ class GPTWrongNames(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.ln_f(x) @ self.tok_emb.weight.T
+
+
+class GPTPlainListBlocks(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.W_E = nn.Parameter(torch.empty(cfg.vocab_size, cfg.d_model))
+        self.W_pos = nn.Parameter(torch.empty(cfg.n_ctx, cfg.d_model))
+        self.blocks = [ref.Block(cfg) for _ in range(cfg.n_layers)]  # a plain list: hidden from state_dict and .to
+        self.ln_f = ref.LayerNorm(cfg.d_model, cfg.ln_eps)
+        ref.init_weights(self)
+
+    def forward(self, tokens):
+        x = ref.embed_tokens(tokens, self.W_E, self.W_pos)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x) @ self.W_E.T
+
+
+class GPTFinalNormDefaultEps(ref.GPT):
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.ln_f = ref.LayerNorm(cfg.d_model)  # cfg.ln_eps not passed on
 
 
 class GPTTiedByAlias(ref.GPT):
@@ -506,13 +572,14 @@ MUTANTS = {
     "token_position_embed": [embed_no_pos, embed_pos_by_token, embed_whole_pos, embed_pos_from_one],
     "causal_attention_pattern": [pattern_mask_after_softmax, pattern_unscaled, pattern_scaled_by_d, pattern_no_mask,
                                  pattern_masks_diagonal, pattern_naive_softmax, pattern_in_place_scale,
-                                 pattern_mask_after_renormalised],
+                                 pattern_mask_after_renormalised, pattern_mask_on_cpu, pattern_reversed_mask],
     "multi_head_attention": [MHASplitWrongAxis, MHAMergeWithoutTranspose, MHANoOutputProjection, MHAScaleByDModel,
-                             MHANoHook, MHAViewOnInput],
-    "gpt_layer_norm": [LNUnbiased, LNEpsOutside, LNNoAffine, LNNoCentring, LNInPlace],
+                             MHANoHook, MHAViewOnInput, MHAReshapeNoTranspose, MHAMaskOnCPU],
+    "gpt_layer_norm": [LNUnbiased, LNEpsOutside, LNNoAffine, LNNoCentring, LNInPlace, LNIgnoresEps],
     "gpt_mlp": [MLPExactGelu, MLPRelu, MLPNoActivation],
-    "pre_norm_block": [BlockNoResidual, BlockPostNorm, BlockParallel, BlockInPlace, BlockOneNorm],
-    "gpt_model": [GPTUntied, GPTNoFinalLN, GPTNoPositions, GPTOneBlock, GPTWrongNames],
+    "pre_norm_block": [BlockNoResidual, BlockPostNorm, BlockParallel, BlockInPlace, BlockOneNorm, BlockDefaultEps],
+    "gpt_model": [GPTUntied, GPTNoFinalLN, GPTNoPositions, GPTOneBlock, GPTWrongNames, GPTPlainListBlocks,
+                  GPTFinalNormDefaultEps],
     "load_gpt2_weights": [load_no_transpose_qkv, load_kqv_order, load_reshape_not_transpose, load_forgets_ln_f,
                           load_in_place_transpose],
 }

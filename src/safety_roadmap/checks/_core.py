@@ -270,7 +270,10 @@ def _same(a: Any, b: Any) -> bool:
     x, y = _to_numpy(a), _to_numpy(b)
     if x is None or y is None:
         return True
-    return x.shape == y.shape and _array_equal(x, y, equal_nan=True)
+    if x.shape != y.shape:
+        return False
+    numeric = x.dtype.kind in "fc" and y.dtype.kind in "fc"  # equal_nan refuses strings and objects
+    return _array_equal(x, y, equal_nan=numeric)
 
 
 def call(fn: Callable[..., Any], name: str, args: Sequence[Any], kwargs: dict | None, where: str) -> Any:

@@ -23,6 +23,11 @@ from ._core import (Case, CheckFailure, Mistake, call, compare, describe, guard,
 trust(torch)
 trust(torch.nn.functional)
 
+#: For mutation testing: the Value methods each exercise teaches (the reference is one class, so a mutant in
+#: another exercise's method says nothing about this exercise's check).
+MUTATION_SCOPE = {"value_add_mul": ("__add__", "__mul__", "__radd__", "__rmul__"), "value_backward": ("backward",),
+                  "value_pow": ("__pow__",), "value_unary_ops": ("exp", "log", "relu", "tanh")}
+
 __all__ = ["check_value_add_mul", "check_value_backward", "check_value_pow", "check_value_unary_ops",
            "check_unbroadcast", "check_matmul_backward", "check_log_softmax_backward"]
 
@@ -253,7 +258,8 @@ def _add_mul_cases(thorough: bool) -> list[_Expr]:
     cases = [_Expr("a * b + c", lambda o, a, b, c: a * b + c, (2.0, -3.0, 10.0)),
              _Expr("(a * b) * c: the product's gradient is c, not 1", lambda o, a, b, c: (a * b) * c, (1.5, 2.0, -4.0)),
              _Expr("a * a: a used twice", lambda o, a: a * a, (3.0,), reuse),
-             _Expr("2 * a + 3 + b * 4: numbers on either side", lambda o, a, b: 2 * a + 3 + b * 4, (0.5, -1.25))]
+             _Expr("2 * a + 3 + b * 4: numbers on either side", lambda o, a, b: 2 * a + 3 + b * 4, (0.5, -1.25)),
+             _Expr("2 + a * b: a number on the left of +", lambda o, a, b: 2 + a * b, (1.5, -2.0))]
     if thorough:
         def shared(o, a, b):
             e = a * b
@@ -395,8 +401,32 @@ _BACKWARD_MISTAKES = [
 def check_value_backward(cls: Any, thorough: bool = False) -> None:
     """Value.backward(): reverse topological order, root gradient 1, every node once."""
     __tracebackhide__ = True
-    _run_scalar("Value.backward", cls, _backward_cases(thorough), learner_backward=True, thorough=thorough,
-                mistakes=_BACKWARD_MISTAKES)
+    cases = _backward_cases(thorough)
+    _run_scalar("Value.backward", cls, cases, learner_backward=True, thorough=thorough,
+                mistakes=_BACKWARD_MISTAKES, quiet=True)
+    _check_keeps_old_grads(cls)
+    kind = "thorough" if thorough else "quick"
+    print(f"✓ Value.backward: all {len(cases) + 1} {kind} checks passed (gradients match torch.autograd)")
+
+
+def _check_keeps_old_grads(cls: Any) -> None:
+    """The prompt: backward() does not reset old gradients. Leaves that already hold a gradient must end
+    with old + new (what lets a training loop sum gradients over several losses before a step)."""
+    __tracebackhide__ = True
+    where = "L = a * b + a with a = 2, b = -3, where a.grad = 0.5 and b.grad = -1 before L.backward()"
+    a, b = cls(2.0), cls(-3.0)
+    a.grad, b.grad = 0.5, -1.0
+    loss = a * b + a
+    call(lambda: cls.backward(loss), "Value.backward", (), None, where)
+    want = (0.5 + (-3.0 + 1.0), -1.0 + 2.0)
+    got = (float(a.grad), float(b.grad))
+    if abs(got[0] - want[0]) > 1e-12 or abs(got[1] - want[1]) > 1e-12:
+        fresh = (-3.0 + 1.0, 2.0)
+        cause = ("\n  Likely cause: your backward() sets every gradient to 0 before it starts, so the old ones are "
+                 "lost. Only the output's .grad is set (to 1.0); every other node accumulates with +=."
+                 if max(abs(g - f) for g, f in zip(got, fresh)) < 1e-12 else "")
+        raise CheckFailure(f"`Value.backward` on {where}: expected a.grad = {want[0]:g}, b.grad = {want[1]:g} "
+                           f"(old + new), got {got[0]:g}, {got[1]:g}.{cause}")
 
 
 # --------------------------------------------------------------------------- exercise 3: **
@@ -451,6 +481,8 @@ def _unary_cases(thorough: bool) -> list[tuple[str, _Expr]]:
                   ("log", _Expr("a.exp().log()", lambda o, a: a.exp().log(), (1.3,))),
                   ("relu", _Expr("(a * b).relu() + a", lambda o, a, b: o.add(o.mul(a, b).relu(), a), (2.0, 0.25))),
                   ("relu", _Expr("a.relu() with a huge a", lambda o, a: a.relu(), (1e6,))),
+                  ("relu", _Expr("a.relu() * b at exactly a = 0 (the table says: derivative 0 unless x > 0)",
+                                 lambda o, a, b: o.mul(a.relu(), b), (0.0, 2.0))),
                   ("tanh", _Expr("a.tanh(), large a", lambda o, a: a.tanh(), (4.0,))),
                   ("tanh", _Expr("tanh(a) * tanh(a)", lambda o, a: o.mul(a.tanh(), a.tanh()), (-0.9,), reuse)),
                   ("tanh", _Expr("tanh(tanh(a) * b)", lambda o, a, b: o.mul(a.tanh(), b).tanh(), (0.5, 3.0))),
@@ -507,13 +539,16 @@ def _unbroadcast_cases(thorough: bool) -> list[Case]:
     g = lambda *s: rng.normal(size=s)  # noqa: E731
     cases = [Case((g(3, 4), (4,)), "a bias of shape (4,) added to a (3, 4) batch"),
              Case((g(3, 4), (3, 1)), "a (3, 1) column stretched across 4 columns"),
-             Case((g(2, 3), (2, 3)), "no broadcasting at all")]
+             Case((g(2, 3), (2, 3)), "no broadcasting at all"),
+             Case((g(2, 3), ()), "a scalar input (shape ())")]
     if thorough:
         cases += [Case((g(3, 4), (1, 4)), "a (1, 4) row stretched down 3 rows"),
                   Case((g(2, 3, 4), (3, 1)), "(3, 1) broadcast to (2, 3, 4): a new leading axis AND a stretched one"),
                   Case((g(2, 3, 4), (2, 1, 4)), "a stretched middle axis"),
                   Case((g(2, 3), ()), "a scalar (shape ()) added to everything"),
                   Case((g(5,), (1,)), "shape (1,) stretched to (5,)"),
+                  Case((g(2, 3), (1, 3)), "a (1, 3) row stretched down 2 rows"),
+                  Case((g(3, 2, 2), (2, 1)), "(2, 1) broadcast to (3, 2, 2): a stretched axis of size 2"),
                   Case((g(4, 1, 3), (1, 1, 3)), "(1, 1, 3) to (4, 1, 3)"),
                   Case((g(2, 2, 3, 4), (4,)), "three new leading axes"),
                   Case((read_only(g(3, 5)), (5,)), "a read-only gradient"),
@@ -597,12 +632,15 @@ def _log_softmax_cases(thorough: bool) -> list[Case]:
     g = lambda *s: rng.normal(size=s)  # noqa: E731
     one_hot = -np.eye(5)[rng.integers(0, 5, size=4)] / 4
     cases = [Case((g(4, 5), g(4, 5)), "batch 4, 5 classes"),
-             Case((one_hot, g(4, 5)), "grad_out = -one_hot / batch (the NLL loss)")]
+             Case((one_hot, g(4, 5)), "grad_out = -one_hot / batch (the NLL loss)"),
+             Case((g(6,), g(6,)), "a single vector of 6 logits (no batch axis)")]
     if thorough:
         cases += [Case((g(2, 3, 6), g(2, 3, 6)), "two batch axes"),
                   Case((g(1, 2), g(1, 2)), "2 classes"),
                   Case((g(3, 4), g(3, 4) * 1000), "huge logits (exp overflows unless you shift by the max)"),
                   Case((g(3, 4), np.zeros((3, 4))), "all-zero logits"),
+                  Case((g(2, 3), np.array([[1000.0, 999.0, 0.0], [-2000.0, -1999.0, -2001.0]])),
+                       "rows on very different scales (max 1000 and -1999): shift each row by its own max"),
                   Case((g(7,), g(7,)), "a single vector of 7 logits"),
                   Case((read_only(g(2, 5)), read_only(g(2, 5))), "read-only inputs"),
                   Case((g(3, 4), non_contiguous(g(3, 4))), "strided (sliced) logits")]

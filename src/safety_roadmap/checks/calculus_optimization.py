@@ -90,7 +90,10 @@ def _grad_in_own_dtype(f: Callable, x: np.ndarray, h: float = 1e-5) -> np.ndarra
 def _numgrad_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 21)
     cases = [Case((_cubes(), np.array([1.0, 2.0, -1.0])), "f(x) = sum(x**3) at (1, 2, -1)"),
-             Case((_sin_sq(), _vec(rng, (5,))), "a random point in 5-D")]
+             Case((_sin_sq(), _vec(rng, (5,))), "a random point in 5-D"),
+             Case((_tanh_layer(np.array([1.0, -2.0])), np.array([[0.5, 1.0], [-1.0, 0.2], [0.3, 0.0]])),
+                  "x is a 3x2 matrix"),
+             Case((_cubes(), np.array([2, -1])), "x holds integers (np.array([2, -1]))")]
     if thorough:
         v = _vec(rng, (4,))
         cases += [Case((_tanh_layer(v), _vec(rng, (3, 4))), "x is a 3x4 matrix"),
@@ -101,7 +104,8 @@ def _numgrad_cases(thorough: bool) -> list[Case]:
                   Case((_sin_sq(), read_only(_vec(rng, (4,)))), "a read-only x"),
                   Case((_sin_sq(), non_contiguous(_vec(rng, (2, 3)))), "a strided (sliced) x"),
                   Case((_scaled_cos(1e6), _vec(rng, (5,))), "a function with large values"),
-                  Case((_sin_sq(), _vec(rng, (3,))), "a large step h = 0.01", {"h": 1e-2})]
+                  Case((_sin_sq(), _vec(rng, (3,))), "a large step h = 0.01", {"h": 1e-2}),
+                  Case((_exp_sum(), _vec(rng, (2, 2))), "a step h = 0.1 (coarse: its own error shows)", {"h": 0.1})]
     return cases
 
 
@@ -130,7 +134,8 @@ def _jac_cases(thorough: bool) -> list[Case]:
                      "f(x) = (x0*x1, sin(x2), x0 + x2**2)")
     cases = [Case((_Formula(lambda x: A @ x, "f(x) = A @ x, A = [[1, 2, 0], [0, -1, 3]]"), np.array([1.0, 1.0, 1.0])),
                   "a linear map from 3-D to 2-D"),
-             Case((mixed, _vec(rng, (3,))), "a non-linear map from 3-D to 3-D")]
+             Case((mixed, _vec(rng, (3,))), "a non-linear map from 3-D to 3-D"),
+             Case((mixed, np.array([2, 0, -1])), "x holds integers (np.array([2, 0, -1]))")]
     if thorough:
         B = _vec(rng, (4, 4))
         cases += [Case((_Formula(lambda x: B @ np.tanh(x), "f(x) = B @ tanh(x), B a random 4x4"), _vec(rng, (4,))),
@@ -143,7 +148,9 @@ def _jac_cases(thorough: bool) -> list[Case]:
                   Case((mixed, np.array([1, -2, 3])), "x holds integers"),
                   Case((mixed, read_only(_vec(rng, (3,)))), "a read-only x"),
                   Case((mixed, _vec(rng, (3,)).astype(np.float32)), "x is float32"),
-                  Case((mixed, _vec(rng, (3,))), "a large step h = 0.01", {"h": 1e-2})]
+                  Case((mixed, _vec(rng, (3,))), "a large step h = 0.01", {"h": 1e-2}),
+                  Case((_Formula(lambda x: np.array([np.exp(x[0]) * x[1], x[1] ** 3]), "f(x) = (exp(x0)*x1, x1**3)"),
+                        _vec(rng, (2,))), "a step h = 0.1 (coarse: its own error shows)", {"h": 0.1})]
     return cases
 
 
@@ -249,7 +256,12 @@ def _check_cases(thorough: bool) -> list[Case]:
                   Case((_cubes(), _Formula(lambda x: 3 * x ** 2, "grad_f(x) = 3 * x**2 (correct)"), np.array([1, -2, 3])),
                        "x holds integers"),
                   Case((_sin_sq(), _Formula(lambda x: np.cos(x) * x ** 2 + 2 * x * np.sin(x), "grad_f (correct)"),
-                        read_only(_vec(rng, (4,)))), "a read-only x")]
+                        read_only(_vec(rng, (4,)))), "a read-only x"),
+                  Case((_cubes(), _Formula(lambda x: 3 * x ** 2, "grad_f(x) = 3 * x**2 (correct)"), np.array([0.5, 1.0, -2.0])),
+                       "a correct gradient checked with a coarse step h = 0.1 (the report shows the step's own error)",
+                       {"h": 0.1}),
+                  Case((_exp_sum(), _Formula(lambda x: np.exp(x) * 1.01, "grad_f(x) = 1.01 * exp(x) (1% too large)"),
+                        _vec(rng, (3,))), "a gradient 1% off, checked with h = 0.003", {"h": 3e-3})]
     return cases
 
 
@@ -302,6 +314,8 @@ def check_gradient_check(fn: Callable[..., Any], thorough: bool = False) -> None
                           _check_variant("mean")),
                   Mistake("you divided by |numerical| only; the spec divides by max(|a| + |n|, 1e-8).",
                           _check_variant("numerical_only")),
+                  Mistake("you ignored the `h` argument: pass it on to the numerical gradient.",
+                          lambda f, grad_f, x, h=1e-5: ref.gradient_check(f, grad_f, x)),
               ])
 
 
@@ -324,7 +338,8 @@ def _gd_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 25)
     diag = np.diag([1.0, 10.0])
     cases = [Case((_bowl_grad(diag, "diag(1, 10)"), np.array([2.0, 1.0]), 0.05, 5), "a 2-D bowl, lr 0.05, 5 steps"),
-             Case((_Formula(lambda x: 2 * x, "grad_fn(x) = 2x"), np.array([3.0]), 0.1, 4), "f(x) = x**2 in 1-D, 4 steps")]
+             Case((_Formula(lambda x: 2 * x, "grad_fn(x) = 2x"), np.array([3.0]), 0.1, 4), "f(x) = x**2 in 1-D, 4 steps"),
+             Case((_bowl_grad(diag, "diag(1, 10)"), np.array([1, -1]), 0.05, 3), "x0 holds integers (np.array([1, -1]))")]
     if thorough:
         H = _spd(rng, [4.0, 1.0, 0.5, 0.1, 2.0])
         cases += [Case((_rosen_grad(), np.array([-1.5, 2.0]), 1e-3, 50), "Rosenbrock, lr 1e-3, 50 steps"),
@@ -406,6 +421,8 @@ def _rosen_cases(thorough: bool) -> list[Case]:
         cases += [Case((np.array([1.0, 1.0]),), "the minimum (1, 1): the gradient is zero"),
                   Case((rng.uniform(-2, 2, size=(3, 4, 2)),), "a [3, 4, 2] grid of points"),
                   Case((rng.uniform(-2, 2, size=(4, 2)),), "a = 2, b = 10", {"a": 2.0, "b": 10.0}),
+                  Case((rng.uniform(-2, 2, size=(3, 2)),), "a = -0.5 (b left at 100)", {"a": -0.5}),
+                  Case((rng.uniform(-2, 2, size=(3, 2)),), "b = 1 (a left at 1)", {"b": 1.0}),
                   Case((rng.uniform(-2, 2, size=(4, 2)).astype(np.float32),), "float32 points"),
                   Case((read_only(rng.uniform(-2, 2, size=(3, 2))),), "read-only points"),
                   Case((rng.uniform(-2, 2, size=(2, 4))[:, ::2],), "a strided (sliced) batch"),
@@ -458,7 +475,9 @@ def _momentum_cases(thorough: bool) -> list[Case]:
     cases = [Case((_bowl_grad(diag, "diag(1, 10)"), np.array([2.0, 1.0]), 0.05, 0.9, 5),
                   "a 2-D bowl, lr 0.05, beta 0.9, 5 steps"),
              Case((_Formula(lambda x: 2 * x, "grad_fn(x) = 2x"), np.array([3.0]), 0.1, 0.5, 4),
-                  "f(x) = x**2 in 1-D, beta 0.5, 4 steps")]
+                  "f(x) = x**2 in 1-D, beta 0.5, 4 steps"),
+             Case((_bowl_grad(diag, "diag(1, 10)"), np.array([1, -1]), 0.05, 0.9, 3),
+                  "x0 holds integers (np.array([1, -1]))")]
     if thorough:
         H = _spd(rng, [4.0, 1.0, 0.5, 0.1])
         cases += [Case((_rosen_grad(), np.array([-1.5, 2.0]), 5e-4, 0.9, 60), "Rosenbrock, lr 5e-4, beta 0.9, 60 steps"),

@@ -5,6 +5,8 @@ The hidden cases are the inputs that break textbook formulas: logits of 1e4, pro
 """
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any, Callable
 
 import numpy as np
@@ -42,7 +44,9 @@ def _dirichlet(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 def _bern_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 31)
     cases = [Case((np.array([1, 0, 1, 1]), np.array([0.9, 0.2, 0.6, 0.7])), "4 labels"),
-             Case((rng.integers(0, 2, size=20), rng.uniform(0.05, 0.95, size=20)), "20 random labels")]
+             Case((rng.integers(0, 2, size=20), rng.uniform(0.05, 0.95, size=20)), "20 random labels"),
+             Case((np.array([[True, False, True], [False, False, True]]), np.array([[0.8, 0.1, 0.6], [0.3, 0.5, 0.9]])),
+                  "a [2, 3] array of boolean labels")]
     if thorough:
         cases += [Case((np.array([1, 0, 1, 0]), np.array([1.0, 0.0, 0.8, 0.3])),
                        "a model that is certain and right: p = 1 for a 1, p = 0 for a 0"),
@@ -87,7 +91,8 @@ def check_bernoulli_log_likelihood(fn: Callable[..., Any], thorough: bool = Fals
 def _gauss_ll_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 32)
     cases = [Case((np.array([0.0]), 0.0, 1.0), "one point at the mean of a standard normal"),
-             Case((np.array([1.0, 2.0, 3.0]), 2.0, 0.5), "three points, mu = 2, sigma = 0.5")]
+             Case((np.array([1.0, 2.0, 3.0]), 2.0, 0.5), "three points, mu = 2, sigma = 0.5"),
+             Case((np.array([[0.5, -1.0], [2.0, 0.0]]), 0.5, 2.0), "a [2, 2] array of data, mu = 0.5, sigma = 2")]
     if thorough:
         cases += [Case((rng.normal(3.0, 2.0, size=50), 3.0, 2.0), "50 points, mu = 3, sigma = 2"),
                   Case((np.array([0.0, 50.0, -80.0]), 0.0, 0.1),
@@ -136,7 +141,8 @@ def check_gaussian_log_likelihood(fn: Callable[..., Any], thorough: bool = False
 def _mle_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 33)
     cases = [Case((np.array([1.0, 2.0, 3.0, 4.0]),), "the data 1, 2, 3, 4"),
-             Case((rng.normal(2.0, 3.0, size=50),), "50 draws from N(2, 3^2)")]
+             Case((rng.normal(2.0, 3.0, size=50),), "50 draws from N(2, 3^2)"),
+             Case((np.array([[1.0, 3.0], [5.0, 7.0]]),), "a [2, 2] array (use every entry)")]
     if thorough:
         cases += [Case((np.array([0.0, 2.0]),), "two points: 0 and 2 (divide by n or n - 1 matters most here)"),
                   Case((np.array([5.0]),), "a single point (the MLE of sigma is 0)"),
@@ -253,6 +259,8 @@ def _ce_cases(thorough: bool) -> list[Case]:
         cases += [Case((np.array([[1e4, 0.0, -1e4], [0.0, 1e4, 0.0]]), np.array([2, 1])),
                        "huge logits, one target at logit -1e4 (its loss is 2e4, not inf)"),
                   Case((np.array([[0.3, -0.2]]), np.array([1])), "one example, two classes"),
+                  Case((np.array([[1e4, 0.0, -1e4], [-3e3, -3e3 + 1.0, -3e3 - 2.0]]), np.array([0, 1])),
+                       "rows on very different scales (max 1e4 and -3e3)"),
                   Case((rng.normal(size=(6, 6)), rng.integers(0, 6, size=6).astype(np.int32)),
                        "6 examples, 6 classes, int32 targets"),
                   Case((rng.normal(size=(100, 10)) * 5, rng.integers(0, 10, size=100)), "100 examples, 10 classes"),
@@ -379,6 +387,38 @@ def check_categorical_kl(fn: Callable[..., Any], thorough: bool = False) -> None
               ])
 
 
+# --------------------------------------------------------------------------- randomness contract
+
+def _same_output(a: Any, b: Any) -> bool:
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same_output(x, y) for x, y in zip(a, b))
+    x, y = np.asarray(a), np.asarray(b)
+    return x.shape == y.shape and bool(np.array_equal(x, y, equal_nan=True))
+
+
+def rng_contract(name: str, run: Callable[[np.random.Generator], Any], where: str, seed: int = 4242,
+                 same: Callable[[Any, Any], bool] = _same_output) -> None:
+    """Raise CheckFailure unless `run(rng)` draws its randomness from the generator it is given:
+    the same seed gives the same output, the generator's state advances, and other seeds give other outputs.
+    Shared with chapter 04 (iterate_minibatches)."""
+    __tracebackhide__ = True
+    gen = _SeededGenerator(seed)
+    before = gen.bit_generator.state
+    first = call(run, name, (gen,), None, where)
+    if gen.bit_generator.state == before:
+        raise CheckFailure(f"`{name}` did not draw anything from the `rng` it was given on {where}. Use that "
+                           "generator (rng.choice, rng.integers, rng.permutation, ...) for all randomness: not "
+                           "np.random.* and not a new np.random.default_rng(), which makes runs irreproducible.")
+    again = call(run, name, (_SeededGenerator(seed),), None, where)
+    if not same(first, again):
+        raise CheckFailure(f"`{name}` gave different outputs for two generators with the same seed on {where}: some "
+                           "randomness does not come from `rng` (np.random.* or an unseeded default_rng()).")
+    others = [call(run, name, (_SeededGenerator(seed + k),), None, where) for k in (1, 2, 3)]
+    if all(same(first, o) for o in others):
+        raise CheckFailure(f"`{name}` gave the same output for generators with four different seeds on {where}: "
+                           "it must not reseed (np.random.default_rng(0) inside the function); draw from `rng`.")
+
+
 # --------------------------------------------------------------------------- temperature sampling
 
 class _SeededGenerator(np.random.Generator):
@@ -409,6 +449,7 @@ def _temperature_cases(thorough: bool) -> list[tuple[np.ndarray, float, int, str
                   (np.array([1.0, 0.9985, -1.0]), 1e-3, 4000, "a tiny temperature T = 0.001 (logits / T reach 1000)"),
                   (masked, 0.7, 4000, "masked logits (-inf) at positions 1 and 4, T = 0.7"),
                   (rng.normal(size=10) * 2, 1.3, 4000, "10 random logits, T = 1.3"),
+                  (np.array([0.0, 0.5, 3.0]), 1.0, 4000, "the last token is the most likely one"),
                   (read_only(np.array([0.5, -0.5, 1.5])), 1.0, 2000, "read-only logits")]
     return cases
 
@@ -491,7 +532,10 @@ def check_sample_with_temperature(fn: Callable[..., Any], thorough: bool = False
                     msg += f"\n  Likely cause: {hint}"
                     break
             raise CheckFailure(msg)
-    print(f"✓ {name}: all {len(cases)} {'thorough' if thorough else 'quick'} checks passed")
+    logits = np.array([1.0, 0.0, 0.5, -0.5])
+    rng_contract(name, lambda g: fn(logits.copy(), 1.0, 50, g),
+                 "logits (1, 0, 0.5, -0.5), T = 1, num_samples 50, the same or different seeds")
+    print(f"✓ {name}: all {len(cases) + 1} {'thorough' if thorough else 'quick'} checks passed")
 
 
 # --------------------------------------------------------------------------- bootstrap confidence interval
@@ -520,6 +564,16 @@ def _ideal_bootstrap_ci(correct: np.ndarray, num_resamples: int = 2000, alpha: f
     return low / n, high / n
 
 
+class _EndpointCase(Case):
+    """A case built so that each draw's probability shows in the interval: compared to half an accuracy step."""
+
+
+def _one_right(n: int, where: int) -> np.ndarray:
+    c = np.zeros(n, dtype=bool)
+    c[where] = True
+    return c
+
+
 def _bootstrap_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 39)
 
@@ -529,13 +583,20 @@ def _bootstrap_cases(thorough: bool) -> list[Case]:
     cases = [Case((labels(400, 0.7), 2000, 0.05, _SeededGenerator(11)), "400 answers, about 70% correct, 95% interval"),
              Case((labels(100, 0.85), 1000, 0.1, _SeededGenerator(10)), "100 answers, about 85% correct, 90% interval")]
     if thorough:
-        cases += [Case((labels(1000, 0.9).astype(np.int64), 2000, 0.2, _SeededGenerator(12)),
+        cases += [Case((labels(1000, 0.9).astype(np.int64), 1000, 0.2, _SeededGenerator(12)),
                        "1000 answers as 0/1 integers, about 90% correct, 80% interval"),
-                  Case((labels(200, 0.8).astype(np.float64), 2000, 0.1, _SeededGenerator(13)),
-                       "200 answers as floats, 90% interval"),
-                  Case((labels(60, 0.5), 2000, 0.05, _SeededGenerator(14)), "only 60 answers"),
+                  Case((labels(400, 0.5).astype(np.float64), 1500, 0.5, _SeededGenerator(13)),
+                       "400 answers as floats, a 50% interval (the quartiles: each tail cut by alpha/2 exactly)"),
+                  Case((labels(60, 0.5), 1000, 0.05, _SeededGenerator(14)), "only 60 answers"),
                   Case((np.ones(50, dtype=bool), 500, 0.05, _SeededGenerator(15)), "every answer correct"),
-                  Case((read_only(labels(300, 0.6)), 2000, 0.05, _SeededGenerator(16)), "a read-only input")]
+                  Case((read_only(labels(300, 0.6)), 1000, 0.2, _SeededGenerator(16)), "a read-only input, 80% interval"),
+                  Case((labels(80, 0.6), 1, 0.05, _SeededGenerator(17)),
+                       "num_resamples = 1 (one resampled accuracy: low == high)"),
+                  _EndpointCase((_one_right(10, 9), 600, 0.98, _SeededGenerator(18)),
+                                "10 answers, only the LAST one correct, a 2% interval around the median "
+                                "(every question must be drawn with probability 1/n)"),
+                  _EndpointCase((_one_right(10, 0), 600, 0.98, _SeededGenerator(19)),
+                                "10 answers, only the FIRST one correct, a 2% interval around the median")]
     return cases
 
 
@@ -548,11 +609,21 @@ def _compare_ci(got: Any, expected: Any, case: Case) -> str | None:
     except (TypeError, ValueError):
         return f"expected two numbers (low, high), got {got!r}"
     n = np.size(case.args[0])
-    tol = 2.5 / n + 1e-9
+    if case.args[1] == 1:
+        if low != high:
+            return (f"with num_resamples = 1 there is a single resampled accuracy, so low == high; yours is "
+                    f"({low:.4f}, {high:.4f}): does your code use `num_resamples`?")
+        return None if abs(low - float(np.mean(case.args[0]))) <= 0.3 else f"a single resample's accuracy {low:.4f} is far from the data's"
+    tol = (0.5 if isinstance(case, _EndpointCase) else 2.5) / n + 1e-9
     exp_low, exp_high = expected
     if not low <= high:
         return f"low ({low:.4f}) must not exceed high ({high:.4f})"
     if abs(low - exp_low) > tol or abs(high - exp_high) > tol:
+        if isinstance(case, _EndpointCase):
+            return (f"interval ({low:.4f}, {high:.4f}), expected ({exp_low:.4f}, {exp_high:.4f}): the one correct "
+                    "answer is resampled too rarely or too often. Every index 0..n-1 must be drawn with probability "
+                    "1/n: rng.integers(0, n) excludes n itself, so integers(0, n - 1) never draws the last question, "
+                    "and rounding rng.random() * (n - 1) halves the chances of the first and the last.")
         return (f"interval ({low:.4f}, {high:.4f}) is not the percentile bootstrap interval: expected about "
                 f"({exp_low:.4f}, {exp_high:.4f}), give or take {tol:.4f} of resampling noise")
     return None
@@ -578,6 +649,16 @@ def _boot_variant(kind: str) -> Callable[..., tuple[float, float]]:
 
 def check_bootstrap_accuracy_ci(fn: Callable[..., Any], thorough: bool = False) -> None:
     """bootstrap_accuracy_ci(correct [n], num_resamples, alpha, rng) -> (low, high) percentile interval."""
+    __tracebackhide__ = True
+    with contextlib.redirect_stdout(io.StringIO()) as quiet:
+        _run_bootstrap(fn, thorough)
+    correct = np.arange(100) % 3 != 0
+    rng_contract("bootstrap_accuracy_ci", lambda g: fn(correct.copy(), 40, 0.1, g),
+                 "100 answers, num_resamples 40, alpha 0.1, the same or different seeds")
+    print(quiet.getvalue().rstrip().replace(" checks passed", " checks passed, and it draws from `rng`"))
+
+
+def _run_bootstrap(fn: Callable[..., Any], thorough: bool) -> None:
     __tracebackhide__ = True
     run_check("bootstrap_accuracy_ci", fn, _ideal_bootstrap_ci, _bootstrap_cases(thorough), compare_fn=_compare_ci,
               thorough=thorough, mistakes=[

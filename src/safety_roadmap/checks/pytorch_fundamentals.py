@@ -144,9 +144,11 @@ class _Probe(nn.Module):
         super().__init__()
         self.net = net
         self.seen: list[tuple[bool, bool]] = []
+        self.devices: list[str] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.seen.append((self.training, torch.is_grad_enabled()))
+        self.devices.append(x.device.type)
         return self.net(x)
 
 
@@ -183,12 +185,19 @@ def _cnn_model(seed: int) -> nn.Module:
 
 _GradCase = tuple[str, Callable[[], nn.Module], np.ndarray, np.ndarray, torch.dtype, bool]
 
+# labels of the input_gradient cases that need more than a model and an input
+_MID_TRAINING = "in the middle of training: the model is in train mode and its parameters already hold gradients"
+
 
 def _input_gradient_cases(thorough: bool) -> list[_GradCase]:
     rng = rng_for(thorough, 1)
     cases = [("an MLP, batch of 5", lambda: _mlp_model(1, [6, 8, 4]), rng.normal(size=(5, 6)),
               rng.integers(0, 4, size=5), torch.float32, False),
              ("a batch of 1", lambda: _mlp_model(2, [3, 5, 3]), rng.normal(size=(1, 3)), np.array([2]),
+              torch.float32, False),
+             ("a small CNN on [batch, 1, 8, 8] images", lambda: _cnn_model(11), rng.uniform(size=(2, 1, 8, 8)),
+              np.array([3, 1]), torch.float32, False),
+             (_MID_TRAINING, lambda: _mlp_model(12, [4, 6, 3]), rng.normal(size=(3, 4)), np.array([0, 2, 1]),
               torch.float32, False)]
     if thorough:
         cases += [("a deep tanh network", lambda: _mlp_model(3, [4, 6, 6, 6, 3], nn.Tanh), rng.normal(size=(7, 4)),
@@ -202,7 +211,9 @@ def _input_gradient_cases(thorough: bool) -> list[_GradCase]:
                   ("a strided (non-contiguous) input", lambda: _mlp_model(7, [5, 6, 3]), rng.normal(size=(4, 5)),
                    rng.integers(0, 3, size=4), torch.float32, True),
                   ("large inputs", lambda: _mlp_model(8, [6, 8, 4]), 50 * rng.normal(size=(5, 6)),
-                   rng.integers(0, 4, size=5), torch.float32, False)]
+                   rng.integers(0, 4, size=5), torch.float32, False),
+                  (_MID_TRAINING, lambda: _mlp_model(9, [5, 7, 3]), rng.normal(size=(4, 5)),
+                   rng.integers(0, 3, size=4), torch.float32, False)]
     return cases
 
 
@@ -218,6 +229,13 @@ def check_input_gradient(fn: Callable[..., Any], thorough: bool = False) -> None
     for i, (label, build, x_np, t_np, dtype, strided) in enumerate(cases, 1):
         model = build()
         model.eval()
+        held: dict[str, torch.Tensor] = {}
+        if label == _MID_TRAINING:
+            model.train()
+            grad_rng = np.random.default_rng(i)
+            for pn, p in model.named_parameters():
+                p.grad = _t(grad_rng.normal(size=tuple(p.shape)), p.dtype)
+                held[pn] = p.grad.clone()
         if strided:
             x = _t(x_np.T.copy(), dtype).T          # the same values, transposed storage
         else:
@@ -234,7 +252,19 @@ def check_input_gradient(fn: Callable[..., Any], thorough: bool = False) -> None
                                "x = x.detach().clone().requires_grad_(True).")
         if not torch.equal(x, x_copy):
             raise CheckFailure(f"`{name}` changed the values of `x` on {where}")
-        touched = [n for n, p in model.named_parameters() if p.grad is not None]
+        if held:
+            if not model.training or not all(m.training for m in model.modules()):
+                raise CheckFailure(f"`{name}` left the model in eval mode on {where}. Leave the model as you found "
+                                   "it: if you switch modes, switch back (remember `was = model.training` and call "
+                                   "model.train(was) at the end).")
+            changed = [pn for pn, p in model.named_parameters()
+                       if p.grad is None or not torch.equal(p.grad, held[pn])]
+            if changed:
+                raise CheckFailure(f"`{name}` changed the gradients the model already held ({', '.join(changed[:3])}"
+                                   f", ...) on {where}. They belong to the training step in progress: adding to "
+                                   "them (backward) or clearing them (zero_grad) both break it. torch.autograd.grad"
+                                   "(score, x) computes the input gradient without touching any .grad.")
+        touched = [n for n, p in model.named_parameters() if p.grad is not None and n not in held]
         if touched:
             raise CheckFailure(f"`{name}` left gradients in the model's parameters ({', '.join(touched[:3])}, ...) on "
                                f"{where}. An attribution should not disturb training: use "
@@ -500,6 +530,15 @@ def check_torch_grads_as_numpy(fn: Callable[..., Any], thorough: bool = False) -
                                 "Clear them first: model.zero_grad().")
                 raise CheckFailure(f"`{name}` is wrong on {where} (the reference is chapter 04's NumPy MLP on the "
                                    f"same weights):\n  {problem}")
+        with _no_grad():   # training goes on: optimizers and zero_grad(set_to_none=False) reuse .grad in place
+            for p in model.parameters():
+                if p.grad is not None:
+                    p.grad.fill_(7.0)
+        for key in params:
+            if compare(_np(grads[key]), exp_grads[key], rtol=2e-3, atol=1e-5) is not None:
+                raise CheckFailure(f"`{name}`'s grads[{key!r}] changed when the model's .grad was later overwritten in "
+                                   f"place, on {where}: the array shares memory with the gradient tensor "
+                                   "(.numpy() does not copy). Return independent arrays: .numpy().copy().")
         if thorough:
             again = call(fn, name, (model, x, y), {}, where + ", called a second time")
             if isinstance(again, (tuple, list)) and len(again) == 2 and isinstance(again[1], dict) and "W0" in again[1]:
@@ -521,10 +560,10 @@ def check_digits_dataset(cls: Any, thorough: bool = False) -> None:
     name = "DigitsDataset"
     guard()
     rng = rng_for(thorough, 4)
-    cases = [("float32 pixels", 10, np.float32, np.int64, False), ("as_image=True", 7, np.float32, np.int64, True)]
+    cases = [("float32 pixels", 10, np.float32, np.int64, False), ("as_image=True", 7, np.float32, np.int64, True),
+             ("float64 pixels and int32 labels", 9, np.float64, np.int32, False)]
     if thorough:
-        cases += [("float64 pixels and int32 labels", 9, np.float64, np.int32, False),
-                  ("a single example, as an image", 1, np.float64, np.int64, True),
+        cases += [("a single example, as an image", 1, np.float64, np.int64, True),
                   ("a larger set, as images", 50, np.float32, np.int64, True)]
     for i, (label, n, xdt, ydt, as_image) in enumerate(cases, 1):
         x = rng.uniform(0, 1, size=(n, 64)).astype(xdt)
@@ -623,6 +662,32 @@ def _reference_epoch(model: nn.Module, loader: DataLoader,
     return sum(l * k for l, k in batches) / sum(k for _, k in batches), batches
 
 
+_DEVICE_ERRORS = ("is not on the expected device", "Expected all tensors to be on the same device")
+
+
+def _meta_loop_problem(run: Callable[[_Probe, DataLoader], Any], name: str) -> str | None:
+    """Run a loop with the model on the `meta` device (a stand-in for a GPU: shapes, no values) and CPU batches.
+
+    A loop that forgets `.to(device)` meets a device mismatch; one that moves its batches reaches the model and
+    stops only where meta tensors have no values (`.item()`), which works on a real GPU."""
+    probe = _Probe(_small_net(3, [6, 8, 3])).to("meta")
+    loader = _loader(np.random.default_rng(0), 10, 4)
+    try:
+        run(probe, loader)
+    except NotImplementedError as exc:
+        if "meta" not in str(exc).lower():
+            raise
+    except Exception as exc:  # noqa: BLE001 - the learner's loop: any error is information
+        if any(marker in str(exc) for marker in _DEVICE_ERRORS):
+            return (f"`{name}` crashed with the model on another device than its batches ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0]}), on a model moved to PyTorch's `meta` device (a stand-in for a "
+                    "GPU) with device='meta'.\n  Likely cause: move every batch, inputs *and* labels, to `device` "
+                    "before using it: x, y = x.to(device), y.to(device).")
+    if probe.devices and any(d != "meta" for d in probe.devices):
+        return f"`{name}` fed the model a batch that is not on `device` (a model on the meta device got a CPU batch)."
+    return None
+
+
 @_one_thread
 def check_torch_train_epoch(fn: Callable[..., Any], thorough: bool = False) -> None:
     """train_one_epoch(model, loader, optimizer, device) -> mean training loss per example."""
@@ -678,7 +743,10 @@ def check_torch_train_epoch(fn: Callable[..., Any], thorough: bool = False) -> N
                         "Weight each batch's loss by its size (loss.item() * len(y)) and divide by the number of "
                         "examples.")
             raise CheckFailure(f"`{name}` returned the wrong mean loss on {where}:\n  {problem}{hint}")
-    _passed(name, len(cases), thorough)
+    problem = _meta_loop_problem(lambda m, loader: fn(m, loader, _CheckSGD(m.parameters()), "meta"), name)
+    if problem:
+        raise CheckFailure(problem)
+    _passed(name, len(cases) + 1, thorough)
 
 
 @_one_thread
@@ -736,16 +804,29 @@ def check_torch_evaluate(fn: Callable[..., Any], thorough: bool = False) -> None
             else:
                 hint = "\n  Check that you take argmax over the class axis (dim=1) of the logits."
             raise CheckFailure(f"`{name}` returned the wrong accuracy on {where}:\n  {problem}{hint}")
-    _passed(name, len(cases), thorough)
+    problem = _meta_loop_problem(lambda m, loader: fn(m, loader, torch.device("meta")), name)
+    if problem:
+        raise CheckFailure(problem)
+    _passed(name, len(cases) + 1, thorough)
 
 
 # =========================================================================== checkpoints
 
 
-def _trained_pair(seed: int, steps: int = 3) -> tuple[nn.Module, _CheckSGD, np.random.Generator]:
+def _checkpoint_net(seed: int, batchnorm: bool) -> nn.Module:
+    """The model a checkpoint case saves; with `batchnorm`, it also has buffers (BatchNorm's running statistics)."""
+    if not batchnorm:
+        return _small_net(seed, [6, 8, 3])
+    net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    _fill(net, np.random.default_rng(seed))
+    return net
+
+
+def _trained_pair(seed: int, steps: int = 3,
+                  batchnorm: bool = False) -> tuple[nn.Module, _CheckSGD, np.random.Generator]:
     """A small model and its optimizer after a few steps, so the optimizer has momentum to save."""
     rng = np.random.default_rng(seed)
-    model = _small_net(seed, [6, 8, 3])
+    model = _checkpoint_net(seed, batchnorm)
     opt = _CheckSGD(model.parameters(), lr=0.05, momentum=0.9)
     for _ in range(steps):
         x, y = _t(rng.normal(size=(5, 6))), _t(rng.integers(0, 3, size=5), torch.int64)
@@ -766,11 +847,13 @@ def _same_state(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _checkpoint_cases(thorough: bool) -> list[tuple[str, int, bool]]:
-    """(label, epoch, pass the path as a str rather than a Path)."""
-    cases = [("after epoch 3", 3, False)]
+def _checkpoint_cases(thorough: bool) -> list[tuple[str, int, bool, bool]]:
+    """(label, epoch, pass the path as a str rather than a Path, the model has BatchNorm buffers)."""
+    cases = [("after epoch 3", 3, False, False),
+             ("after epoch 5, a model with BatchNorm (its running statistics are buffers)", 5, False, True)]
     if thorough:
-        cases += [("after epoch 0, the path given as a string", 0, True), ("after epoch 12", 12, False)]
+        cases += [("after epoch 0, the path given as a string", 0, True, False), ("after epoch 12", 12, False, False),
+                  ("after epoch 1, BatchNorm, the path given as a string", 1, True, True)]
     return cases
 
 
@@ -783,8 +866,8 @@ def check_save_checkpoint(fn: Callable[..., Any], thorough: bool = False) -> Non
     if not callable(fn):
         raise CheckFailure(f"expected a function for `{name}`, got {describe(fn)}")
     cases = _checkpoint_cases(thorough)
-    for i, (label, epoch, as_str) in enumerate(cases, 1):
-        model, opt, _ = _trained_pair(30 + i)
+    for i, (label, epoch, as_str, batchnorm) in enumerate(cases, 1):
+        model, opt, _ = _trained_pair(30 + i, batchnorm=batchnorm)
         model_state = {k: v.clone() for k, v in model.state_dict().items()}
         opt_state = opt.state_dict()
         with tempfile.TemporaryDirectory(prefix="roadmap-check-") as tmp:
@@ -829,9 +912,9 @@ def check_load_checkpoint(fn: Callable[..., Any], thorough: bool = False) -> Non
     if not callable(fn):
         raise CheckFailure(f"expected a function for `{name}`, got {describe(fn)}")
     cases = _checkpoint_cases(thorough)
-    for i, (label, epoch, as_str) in enumerate(cases, 1):
-        model, opt, rng = _trained_pair(40 + i)
-        fresh = _small_net(90 + i, [6, 8, 3])              # different weights, an optimizer with no state yet
+    for i, (label, epoch, as_str, batchnorm) in enumerate(cases, 1):
+        model, opt, rng = _trained_pair(40 + i, batchnorm=batchnorm)
+        fresh = _checkpoint_net(90 + i, batchnorm)          # different weights, an optimizer with no state yet
         fresh_opt = _CheckSGD(fresh.parameters(), lr=0.05, momentum=0.9)
         fresh_params = list(fresh.parameters())
         where = f"case {i} of {len(cases)} ({label}; a 2-layer model and SGD with momentum)"
@@ -848,6 +931,12 @@ def check_load_checkpoint(fn: Callable[..., Any], thorough: bool = False) -> Non
                 raise CheckFailure(f"`{name}` did not restore the model's weights on {where}:\n  {problem}\n  "
                                    "Use model.load_state_dict(checkpoint['model']); rebinding the name `model` inside "
                                    "your function does not change the caller's model.")
+        for (bn, b), c in zip(fresh.named_buffers(), model.buffers()):
+            if not torch.equal(b, c):
+                raise CheckFailure(f"`{name}` did not restore the model's buffer `{bn}` on {where}: BatchNorm's "
+                                   "running statistics are not parameters, so copying model.parameters() misses "
+                                   "them and the model behaves differently in eval mode. "
+                                   "model.load_state_dict(checkpoint['model']) restores parameters and buffers.")
         if not fresh_opt.state:
             raise CheckFailure(f"`{name}` did not restore the optimizer's state on {where}: its momentum buffers are "
                                "empty, so the next steps would differ from an uninterrupted run. Call "
@@ -889,6 +978,19 @@ def _net_cases(thorough: bool) -> list[tuple[str, int, float, bool]]:
     return cases
 
 
+def _pads_by_one(conv: nn.Conv2d) -> bool:
+    """Whether `conv` computes what Conv2d(..., kernel_size=3, padding=1) computes with its weights: judged by its
+    output on a probe, so any equivalent construction (padding="same", padding=(1, 1)) is accepted."""
+    probe = _t(np.random.default_rng(5).normal(size=(1, conv.in_channels, 5, 6)))
+    with _no_grad():
+        try:
+            got = conv(probe)
+        except Exception:  # noqa: BLE001 - a conv that cannot even run on this probe is not the one asked for
+            return False
+        want = F.conv2d(probe, conv.weight, conv.bias, padding=1)
+    return got.shape == want.shape and bool(torch.allclose(got, want, rtol=1e-5, atol=1e-6))
+
+
 def _cnn_reference(conv1: nn.Conv2d, conv2: nn.Conv2d, fc: nn.Linear, x: torch.Tensor,
                    variant: str = "") -> torch.Tensor:
     with _no_grad():
@@ -921,8 +1023,13 @@ def check_digits_cnn(cls: Any, thorough: bool = False) -> None:
                  f"stride={c.stride})" for c in convs] + [f"Linear({m.in_features}, {m.out_features})" for m in linears]
         want = [(1, 16), (16, 32)]
         ok = (len(convs) == 2 and len(linears) == 1 and [(c.in_channels, c.out_channels) for c in convs] == want
-              and all(c.kernel_size == (3, 3) and c.padding == (1, 1) and c.stride == (1, 1) for c in convs)
+              and all(c.kernel_size == (3, 3) and _pads_by_one(c) for c in convs)
               and (linears[0].in_features, linears[0].out_features) == (128, 10))
+        if not ok and len(convs) == 2 and len(linears) == 1 and [(c.in_channels, c.out_channels) for c in convs] == want \
+                and all(c.kernel_size == (3, 3) for c in convs) and (linears[0].in_features, linears[0].out_features) == (128, 10):
+            raise CheckFailure(f"`{name}` has the right layers ({found}), but its convolutions do not compute what "
+                               "Conv2d(..., kernel_size=3, padding=1) computes with the same weights: one pixel of "
+                               "*zero* padding on each side and stride 1 (check `stride`, `padding` and `padding_mode`).")
         if not ok:
             raise CheckFailure(f"`{name}` should contain Conv2d(1, 16, kernel_size=3, padding=1), "
                                "Conv2d(16, 32, kernel_size=3, padding=1) and Linear(32 * 2 * 2, 10), in that order; "
@@ -1015,4 +1122,46 @@ def check_digits_rnn(cls: Any, thorough: bool = False) -> None:
                     msg += f"\n  Likely cause: {hint}"
                     break
             raise CheckFailure(msg)
-    _passed(name, len(cases), thorough)
+    # the model moved to another dtype and another device: the hidden state must follow it
+    model = _construct(cls, name, (), {"hidden_size": 6})
+    _fill(model, rng, scale=1.5)
+    model.double()
+    x = _image_batch(rng, 3, 1.0, False).double()
+    where = f"case {len(cases) + 1} of {len(cases) + 2} (a float64 model, model.double(), and float64 images)"
+    try:
+        out = call(model, name, (x,), {}, where)
+    except CheckFailure as exc:
+        if "dtype" in _cause(exc) or "Double" in _cause(exc) or "Float" in _cause(exc):
+            raise CheckFailure(f"{exc}\n  Likely cause: the first hidden state is float32 while the model is "
+                               "float64: create it like the input, torch.zeros(..., dtype=x.dtype, device=x.device)."
+                               ) from None
+        raise
+    problem = compare(_np(out), _rnn_reference(model, x).numpy(), rtol=1e-9, atol=1e-10)
+    if problem:
+        raise CheckFailure(f"`{name}` is wrong on {where}:\n  {problem}")
+    where = f"case {len(cases) + 2} of {len(cases) + 2} (the model and images on another device: PyTorch's `meta` " \
+            "device, a stand-in for a GPU)"
+    model = _construct(cls, name, (), {"hidden_size": 5}).to("meta")
+    problem = _meta_forward_problem(model, torch.empty(4, 1, 8, 8, device="meta"), (4, 10))
+    if problem:
+        raise CheckFailure(f"`{name}` is wrong on {where}: {problem}")
+    _passed(name, len(cases) + 2, thorough)
+
+
+def _meta_forward_problem(model: nn.Module, x: torch.Tensor, out_shape: tuple[int, ...]) -> str | None:
+    """Run a module on the meta device: a tensor it creates on the CPU shows up as a device mismatch."""
+    try:
+        out = model(x)
+    except NotImplementedError as exc:
+        if "meta" in str(exc).lower():
+            return None
+        raise
+    except Exception as exc:  # noqa: BLE001 - the learner's code: any error is information
+        if any(marker in str(exc) for marker in _DEVICE_ERRORS):
+            return (f"it raised {type(exc).__name__}: {str(exc).splitlines()[0]}\n  Likely cause: a tensor made "
+                    "inside forward (the first hidden state?) lives on the CPU while the model is elsewhere: create "
+                    "it with device=x.device (and dtype=x.dtype).")
+        return None  # an operation the meta device cannot run (e.g. .item()); fine on a real GPU
+    if not isinstance(out, torch.Tensor) or out.device.type != "meta" or tuple(out.shape) != out_shape:
+        return f"expected logits of shape {out_shape} on the model's device, got {describe(out)}"
+    return None

@@ -23,6 +23,7 @@ from ..reference import training_dynamics as ref
 from ._core import (Case, CheckFailure, Mistake, NotAttempted, call, compare, describe, guard, rng_for, run_check,
                     trust)
 from ._torch import torch_check as _one_thread
+from .transformer_from_scratch import failing_helper_note as _failing_helper_note
 
 __all__ = ["check_sgd_momentum_step", "check_adam_step", "check_adamw_step", "check_dropout_forward",
            "check_batchnorm_module", "check_layernorm_module", "check_warmup_cosine_lr", "check_clip_grad_norm",
@@ -60,6 +61,26 @@ def _numbers(x: Any) -> Any:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     return x
+
+
+# =========================================================================== the meta device: a GPU stand-in
+
+_DEVICE_ERRORS = ("is not on the expected device", "Expected all tensors to be on the same device")
+
+
+def _meta_problem(run: Callable[[], Any], made_inside: str) -> str | None:
+    """Run a learner's computation on `meta` tensors (PyTorch's shapes-only device): a tensor it creates on the CPU
+    meets them as it would meet CUDA or MPS tensors. Only a device *mismatch* fails; an operation the meta device
+    cannot run at all (`.item()`) works on a real GPU, so it passes."""
+    try:
+        run()
+    except NotImplementedError as exc:
+        if "meta" not in str(exc).lower():
+            raise
+    except Exception as exc:  # noqa: BLE001 - the learner's code: any error is information
+        if any(marker in str(exc) for marker in _DEVICE_ERRORS):
+            return (f"it raised {type(exc).__name__}: {str(exc).splitlines()[0]}\n  Likely cause: {made_inside}")
+    return None
 
 
 # =========================================================================== optimizers
@@ -211,7 +232,19 @@ def _check_optimizer(name: str, kind: str, fn: Callable, cases: list[_OptCase], 
                         msg += f"\n  Likely cause: {m.hint}"
                         break
                 raise CheckFailure(msg)
-    _passed(name, len(cases), thorough)
+    # the parameter on another device: the state must be created where p lives
+    p = torch.empty(3, 4, device="meta").requires_grad_(True)
+    state: dict = {}
+    problem = _meta_problem(lambda: [fn(p, torch.empty(3, 4, device="meta"), state, **cases[0].hyper) for _ in "ab"],
+                            "state made with torch.zeros(p.shape) lives on the CPU while p lives on the GPU: "
+                            "torch.zeros_like(p) makes it with p's shape, dtype *and* device.")
+    if problem is None and any(isinstance(v, torch.Tensor) and v.dim() > 0 and v.device.type != "meta"
+                               for v in state.values()):   # a 0-d step counter may stay on the CPU, as in torch.optim
+        problem = "it kept state tensors on another device than `p`: make them with torch.zeros_like(p)."
+    if problem:
+        raise CheckFailure(f"`{name}` is wrong on case {len(cases) + 1} of {len(cases) + 1} (p and grad on another "
+                           f"device: PyTorch's `meta` device, a stand-in for a GPU): {problem}")
+    _passed(name, len(cases) + 1, thorough)
 
 
 def _sgd_cases(thorough: bool) -> list[_OptCase]:
@@ -331,8 +364,14 @@ def check_adam_step(fn: Callable[..., Any], thorough: bool = False) -> None:
 def check_adamw_step(fn: Callable[..., Any], thorough: bool = False) -> None:
     """adamw_step(p, grad, state, lr, betas, eps, weight_decay): in place, as torch.optim.AdamW."""
     __tracebackhide__ = True
-    _check_optimizer("adamw_step", "adamw", fn, _adam_cases(thorough, decay=True), thorough, salt=3,
-                     mistakes=_adam_mistakes(0.1))
+    try:
+        _check_optimizer("adamw_step", "adamw", fn, _adam_cases(thorough, decay=True), thorough, salt=3,
+                         mistakes=_adam_mistakes(0.1))
+    except CheckFailure as failure:
+        note = _failing_helper_note(fn, "adam_step", check_adam_step, "adam_step")
+        if note:
+            raise CheckFailure(f"{failure}{note}") from None
+        raise
 
 
 # =========================================================================== dropout
@@ -388,9 +427,9 @@ def check_dropout_forward(fn: Callable[..., Any], thorough: bool = False) -> Non
             raise CheckFailure(f"`{name}` should return x unchanged in eval mode, on {where}:\n  {problem}{hint}")
 
     # 2. the exact output for a given mask
-    mask_cases = [((6, 7), 0.3, torch.float32), ((4, 8), 0.5, torch.float32)]
+    mask_cases = [((6, 7), 0.3, torch.float32), ((4, 8), 0.5, torch.float32), ((2, 3, 4), 0.1, torch.float64)]
     if thorough:
-        mask_cases += [((2, 3, 4), 0.1, torch.float64), ((5,), 0.9, torch.float32), ((3, 3), 0.75, torch.float64),
+        mask_cases += [((5,), 0.9, torch.float32), ((3, 3), 0.75, torch.float64),
                        ((20, 30), 0.5, torch.float32)]
     for shape, p, dtype in mask_cases:
         n_checks += 1
@@ -452,8 +491,16 @@ def check_dropout_forward(fn: Callable[..., Any], thorough: bool = False) -> Non
         if torch.equal(first, second):
             raise CheckFailure(f"`{name}` dropped exactly the same entries on {where}. Each call must draw a new "
                                "random mask (don't reset a seed or reuse a stored mask inside the function).")
+    # 5. x on another device: the random mask must be drawn where x lives
+    n_checks += 1
+    problem = _meta_problem(lambda: fn(torch.empty(4, 6, device="meta"), 0.3, training=True),
+                            "the random mask was drawn on the CPU (torch.rand(x.shape)) while x lives on the GPU: "
+                            "torch.rand_like(x) draws it with x's shape, dtype and device.")
+    if problem:
+        raise CheckFailure(f"`{name}` is wrong on x on another device (PyTorch's `meta` device, a stand-in for a "
+                           f"GPU), training, no mask: {problem}")
     if thorough:
-        # 5. p = 0 keeps everything; gradients flow through the kept entries only
+        # 6. p = 0 keeps everything; gradients flow through the kept entries only
         n_checks += 2
         x = _t(rng.normal(size=(5, 6)))
         out = run(x, 0.0, True, None, "training with p=0 (nothing to drop), no mask")
@@ -832,22 +879,29 @@ def check_warmup_cosine_lr(fn: Callable[..., Any], thorough: bool = False) -> No
 # =========================================================================== gradient clipping
 
 
-_ClipCase = tuple[str, list[tuple[tuple[int, ...], float | None]], float, bool, torch.dtype]
+_ClipCase = tuple[str, list[tuple[tuple[int, ...], float | None]], float | tuple[str, float], bool, torch.dtype]
 
 
 def _clip_cases(thorough: bool) -> list[_ClipCase]:
-    """(label, [(shape, gradient scale or None for no gradient)], max_norm, pass a generator, dtype)."""
+    """(label, [(shape, gradient scale or None for no gradient)], max_norm, pass a generator, dtype).
+
+    max_norm ("times the norm", f) means f times the case's own gradient norm."""
     cases = [("two tensors, norm well above max_norm", [((3, 4), 1.0), ((4,), 1.0)], 1.0, False, torch.float32),
-             ("norm already below max_norm", [((5,), 0.1), ((2, 2), 0.1)], 10.0, False, torch.float32)]
+             ("norm already below max_norm", [((5,), 0.1), ((2, 2), 0.1)], 10.0, False, torch.float32),
+             ("model.parameters()-style generator, clipping needed", [((6, 3), 2.0), ((3,), 2.0), ((2, 6), 2.0)],
+              0.5, True, torch.float32),
+             ("a parameter without a gradient", [((4, 4), 1.0), ((4,), None), ((3,), 1.0)], 0.3, False,
+              torch.float32)]
     if thorough:
-        cases += [("model.parameters()-style generator, clipping needed", [((6, 3), 2.0), ((3,), 2.0), ((2, 6), 2.0)],
-                   0.5, True, torch.float32),
-                  ("a parameter without a gradient", [((4, 4), 1.0), ((4,), None), ((3,), 1.0)], 0.3, False,
-                   torch.float32),
+        cases += [
                   ("one tensor dominates the norm", [((10,), 100.0), ((10,), 0.01)], 1.0, False, torch.float32),
                   ("huge gradients", [((8, 8), 1e6), ((8,), 1e6)], 5.0, True, torch.float32),
                   ("float64 gradients, many tensors", [((3,), 1.0)] * 7, 0.7, False, torch.float64),
-                  ("a single tensor in a list", [((2, 3, 4), 3.0)], 2.0, False, torch.float32)]
+                  ("a single tensor in a list", [((2, 3, 4), 3.0)], 2.0, False, torch.float32),
+                  ("the norm just below max_norm (max_norm = 1.25 x the norm): nothing to clip",
+                   [((4, 3), 1.0), ((3,), 1.0)], ("times the norm", 1.25), False, torch.float32),
+                  ("tiny gradients (norm ~2e-5) and max_norm 1e-6: the 1e-6 in norm + 1e-6 matters",
+                   [((5,), 1e-5), ((2, 2), 1e-5)], 1e-6, False, torch.float64)]
     return cases
 
 
@@ -904,6 +958,8 @@ def check_clip_grad_norm(fn: Callable[..., Any], thorough: bool = False) -> None
                 g = _t(rng.normal(size=shape) * scale, dtype)
                 a.grad, b.grad = g.clone(), g.clone()
             mine.append(a), theirs.append(b), originals.append(None if scale is None else a.grad.clone())
+        if isinstance(max_norm, tuple):   # relative to this case's own gradient norm
+            max_norm = max_norm[1] * float(torch.sqrt(sum((o.double() ** 2).sum() for o in originals if o is not None)))
         shapes = ", ".join(f"{list(s)}" + ("" if sc is not None else " (no grad)") for s, sc in spec)
         where = (f"case {i} of {len(cases)} ({label}; {'a generator' if as_generator else 'a list'} of parameters "
                  f"with shapes {shapes}, max_norm={max_norm})")
@@ -992,12 +1048,12 @@ def _grad_norm_models(thorough: bool) -> list[tuple[str, Callable[[], nn.Module]
         return build
 
     models = [("a 3-layer MLP", with_grads(lambda: _mlp(1, [4, 5, 3]), (6, 4))),
-              ("a deeper MLP", with_grads(lambda: _mlp(2, [8, 16, 16, 16, 4]), (10, 8), seed=1))]
+              ("a deeper MLP", with_grads(lambda: _mlp(2, [8, 16, 16, 16, 4]), (10, 8), seed=1)),
+              ("a frozen first layer (requires_grad=False)", with_grads(lambda: _mlp(4, [3, 4, 4, 2]), (5, 3),
+                                                                        seed=3, freeze="0."))]
     if thorough:
         models += [("nested modules with a head that is never used (no gradient)",
                     with_grads(lambda: _Encoder(3), (7, 5), seed=2)),
-                   ("a frozen first layer (requires_grad=False)", with_grads(lambda: _mlp(4, [3, 4, 4, 2]), (5, 3),
-                                                                             seed=3, freeze="0.")),
                    ("tiny gradients", with_grads(lambda: _mlp(5, [4, 4, 2]), (3, 4), scale=1e-8, seed=4)),
                    ("a float64 model", with_grads(lambda: _mlp(6, [3, 6, 2], torch.float64), (4, 3), seed=5,
                                                   dtype=torch.float64))]
@@ -1138,7 +1194,14 @@ def check_dead_relu_fractions(fn: Callable[..., Any], thorough: bool = False) ->
         expected = ref.dead_relu_fractions(twin, x.clone())
         where = f"case {i} of {len(cases)} ({label}; x of shape {tuple(x.shape)})"
         hooks = _hook_count(model)
+        model.train(i % 2 == 1)    # a model in train mode (mid-training) or in eval mode: either must come back so
+        modes = [m.training for m in model.modules()]
         got = call(fn, name, (model, x), {}, where)
+        if [m.training for m in model.modules()] != modes:
+            raise CheckFailure(f"`{name}` changed the model's mode (train/eval) on {where}: it was in "
+                               f"{'train' if modes[0] else 'eval'} mode. A diagnostic runs in the middle of training "
+                               "and must leave the model as it found it; if you switch modes, remember "
+                               "`was = model.training` and call model.train(was) before returning.")
         if _hook_count(model) != hooks:
             raise CheckFailure(f"`{name}` left {_hook_count(model) - hooks} hook(s) registered on the model on "
                                f"{where}. Keep the handle that register_forward_hook returns and call "

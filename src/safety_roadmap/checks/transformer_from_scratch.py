@@ -7,6 +7,8 @@ reference, and comparing outputs on generated inputs. Weights are random
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -16,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..reference import transformer_from_scratch as ref
-from ._core import Case, CheckFailure, Mistake, call, compare, describe, rng_for, run_check, trust
+from ._core import Case, CheckFailure, Mistake, call, compare, describe, preview, rng_for, run_check, trust
 from ._core import guard as _guard
 from ._torch import torch_check as _keeps_rng
 
@@ -50,6 +52,102 @@ class _Problem:
 
     def __repr__(self) -> str:
         return "problem"
+
+
+# --------------------------------------------------------------------------- the meta device: a GPU stand-in
+
+_DEVICE_ERRORS = ("is not on the expected device", "Expected all tensors to be on the same device")
+
+
+@dataclass(frozen=True)
+class _Meta:
+    """An input on PyTorch's `meta` device (shapes, no values). A tensor a learner creates on the CPU meets it the
+    way it would meet a CUDA or MPS tensor, so a forgotten `device=` shows up on a machine without a GPU."""
+    shape: tuple
+    out_shape: tuple
+    dtype: torch.dtype = torch.float32
+
+    def tensor(self) -> torch.Tensor:
+        return torch.empty(self.shape, dtype=self.dtype, device="meta")
+
+    def __repr__(self) -> str:
+        return f"shape {self.shape} on the meta device"
+
+
+@dataclass(frozen=True)
+class _DeviceOK:
+    """What a device case compares: an output of this shape that stayed on the input's device."""
+    shape: tuple
+
+    def __repr__(self) -> str:
+        return f"an output of shape {self.shape} on the meta device"
+
+
+def _on_meta(thunk: Callable[[], Any], meta: _Meta, made_inside: str) -> Any:
+    """Run a learner's computation on meta inputs: `_DeviceOK`, or a `_Problem` naming the device mistake.
+
+    Only a device *mismatch* fails: an operation the meta device cannot run at all (`.item()`, a kernel it lacks)
+    works on a real GPU, so it passes here."""
+    try:
+        out = thunk()
+    except NotImplementedError as exc:
+        if "meta" in str(exc).lower():
+            return _DeviceOK(meta.out_shape)
+        raise
+    except Exception as exc:  # noqa: BLE001 - the learner's code: any error is information
+        text = str(exc)
+        if any(marker in text for marker in _DEVICE_ERRORS):
+            return _Problem(f"with its input on another device than the CPU it raised {type(exc).__name__}: "
+                            f"{text.splitlines()[0]}\n  Likely cause: {made_inside}")
+        return _DeviceOK(meta.out_shape)
+    if isinstance(out, tuple) and out:
+        out = out[0]
+    if not torch.is_tensor(out):
+        return _Problem(f"expected a tensor, got {describe(out)}")
+    if out.device.type != "meta":
+        return _Problem(f"the input was on the meta device but the output is on `{out.device}`. {made_inside}")
+    if tuple(out.shape) != tuple(meta.out_shape):
+        return _Problem(f"expected an output of shape {tuple(meta.out_shape)}, got {tuple(out.shape)}")
+    return _DeviceOK(meta.out_shape)
+
+
+_MASK_DEVICE = ("a tensor made inside the function (the causal mask from torch.ones/torch.tril, or torch.zeros/"
+                "torch.arange) lives on the CPU while q and k live on the GPU. Create it where the inputs are: "
+                "torch.ones(t, t, dtype=torch.bool, device=q.device).")
+
+
+# --------------------------------------------------------------------------- "fix X first", only when X fails
+
+def _passes_quietly(check: Callable[..., Any], obj: Any) -> bool:
+    """True when `check(obj, thorough=True)` passes; its ✓ line or failure is not shown."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            check(obj, thorough=True)
+        return True
+    except Exception:  # noqa: BLE001 - CheckFailure, NotAttempted, or anything the learner's code raised
+        return False
+
+
+def failing_helper_note(fn: Any, helper_name: str, check: Callable[..., Any], exercise: str) -> str:
+    """"Fix `helper` first", only when the learner's function calls their own `helper` (a notebook function) and
+    that helper's own thorough check fails; "" otherwise, so a correct helper is never blamed. Shared by the
+    chapter 07-09 checks whose exercises reuse an earlier one (adamw_step -> adam_step, generate ->
+    sample_next_token)."""
+    helper = getattr(fn, "__globals__", {}).get(helper_name)
+    if not callable(helper) or getattr(helper, "__module__", "") != "__main__" or \
+            helper_name not in getattr(getattr(fn, "__code__", None), "co_names", ()):
+        return ""
+    if _passes_quietly(check, helper):
+        return ""
+    return (f"\n  Your function calls your `{helper_name}`, and its own check fails: run "
+            f"`check_{exercise}({helper_name}, thorough=True)` and fix it first.")
+
+
+def _learner_helper(cls: Any, name: str) -> Any:
+    """The notebook function `name` that the learner's class calls (a global of its forward), or None."""
+    forward = getattr(cls, "forward", None)
+    helper = getattr(forward, "__globals__", {}).get(name)
+    return helper if callable(helper) and getattr(helper, "__module__", "") == "__main__" else None
 
 
 # --------------------------------------------------------------------------- random weights for module checks
@@ -100,6 +198,15 @@ def _load_learner(module: Any, spec: _Spec, what: str) -> _Problem | None:
     """Copy the case's weights into the learner's module by name; explain a layout that does not fit."""
     if not isinstance(module, nn.Module):
         return _Problem(f"`{what}(...)` should build an nn.Module, got {describe(module)}")
+    for prefix, sub in module.named_modules():
+        for attr, value in vars(sub).items():
+            if isinstance(value, (list, tuple)) and value and all(isinstance(v, nn.Module) for v in value):
+                full = f"{prefix}.{attr}" if prefix else attr
+                return _Problem(f"`{what}.{full}` is a plain Python {type(value).__name__}: PyTorch cannot see the "
+                                f"modules inside it, so their parameters (`{full}.0...`) are missing from "
+                                "state_dict() (the checks and GPT-2's weights are loaded by name), from "
+                                ".parameters() (an optimizer would train nothing) and from .to(device). Wrap it: "
+                                f"self.{attr} = nn.ModuleList([...]).")
     module.to(spec.dtype)
     own = module.state_dict()
     buffers = {n for n, _ in module.named_buffers()}
@@ -128,23 +235,28 @@ def _load_learner(module: Any, spec: _Spec, what: str) -> _Problem | None:
     return None
 
 
-def _compare_outputs(rtol: float, atol: float, earlier: str = "") -> Callable[..., str | None]:
+def _compare_outputs(rtol: float, atol: float,
+                     earlier: Callable[[], str] | None = None) -> Callable[..., str | None]:
+    """Compare a module's output (and hook pattern) with the reference's; `earlier()`, called only on a
+    failure, may add a line about an earlier exercise the module depends on."""
     def cmp(got: Any, expected: Any, case: Case) -> str | None:
         if isinstance(got, _Problem):
             return got.message
+        if isinstance(expected, _DeviceOK):
+            return None if got == expected else f"expected {expected!r}, got {describe(got)}"
         spec = case.args[-1]
         tol = (1e-7, 1e-9) if isinstance(spec, _Spec) and spec.dtype == torch.float64 else (rtol, atol)
         if isinstance(expected, tuple):  # (output, pattern seen by hook_pattern)
             problem = compare(got[0], expected[0], rtol=tol[0], atol=tol[1], what="output")
             if problem:
-                return problem + earlier
+                return problem + (earlier() if earlier else "")
             if got[1] is None:
                 return ("the output is right, but `self.hook_pattern` was never called: pass your pattern through "
                         "it (`pattern = self.hook_pattern(pattern)`) so the tour later in this chapter can read it")
             return compare(got[1], expected[1], rtol=tol[0], atol=tol[1],
                            what="the pattern passed through self.hook_pattern")
         problem = compare(got, expected, rtol=tol[0], atol=tol[1])
-        return problem + earlier if problem else None
+        return problem + (earlier() if earlier else "") if problem else None
     return cmp
 
 
@@ -170,11 +282,22 @@ def _piece_problem(module: Any, spec: _Spec, x: torch.Tensor, pieces: list) -> s
                 got = sub(x)
         except Exception:
             continue
-        if compare(got, want, rtol=tol[0], atol=tol[1]):
-            return (f"the output is wrong because a piece it is built from is wrong.\n  Likely cause: your "
-                    f"{cls_name} (`{attr}`) gives a different output from the reference on the same input and "
-                    f"weights; make its own check (exercise {exercise}) pass first.")
+        difference = compare(got, want, rtol=tol[0], atol=tol[1])
+        if difference:
+            check = _PIECE_CHECKS.get(cls_name)
+            if check is not None and not _passes_quietly(globals()[check], type(sub)):
+                return (f"the output is wrong because a piece it is built from is wrong.\n  Likely cause: your "
+                        f"{cls_name} (`{attr}`) gives a different output from the reference on the same input and "
+                        f"weights, and its own check fails: run `{check}({type(sub).__name__}, thorough=True)` "
+                        f"(exercise {exercise}) and fix what it reports first.")
+            return (f"the output is wrong, and so is what your {cls_name} (`{attr}`) computes inside it, on the same "
+                    f"input and weights as the reference's:\n  {difference}\n  Look at how `{attr}` is built and "
+                    "called here (the arguments given to its constructor, e.g. `cfg.ln_eps`, and what it is fed).")
     return None
+
+
+_PIECE_CHECKS = {"LayerNorm": "check_gpt_layer_norm", "MultiHeadAttention": "check_multi_head_attention",
+                 "MLP": "check_gpt_mlp", "Block": "check_pre_norm_block"}
 
 
 def _block_pieces(cfg: ref.GPTConfig) -> list:
@@ -202,9 +325,13 @@ def _diagnose_gpt(module: Any, tokens: torch.Tensor, spec: _Spec) -> str | None:
         finally:
             handle.remove()
         if seen and compare(seen[0], embedded, rtol=1e-6, atol=1e-7):
-            return ("the output is wrong because a piece it is built from is wrong.\n  Likely cause: the input to "
-                    "the first block is not W_E[tokens] + W_pos[:seq]; make your embed_tokens check (exercise 2) "
-                    "pass first, and call it with self.W_E and self.W_pos.")
+            helper = _learner_helper(type(module), "embed_tokens")
+            if helper is not None and not _passes_quietly(check_token_position_embed, helper):
+                return ("the output is wrong because a piece it is built from is wrong.\n  Likely cause: the input "
+                        "to the first block is not W_E[tokens] + W_pos[:seq], and your embed_tokens check fails: "
+                        "run `check_token_position_embed(embed_tokens, thorough=True)` (exercise 2) and fix it first.")
+            return ("the output is wrong: the input to the first block is not W_E[tokens] + W_pos[:seq] (call "
+                    "embed_tokens(tokens, self.W_E, self.W_pos) at the start of forward).")
     for i in range(len(blocks) if isinstance(blocks, nn.ModuleList) else 0):
         problem = _piece_problem(module, spec, embedded, [(f"blocks.{i}.{a}", n, f, e) for a, n, f, e in
                                                           _block_pieces(spec.cfg)])
@@ -223,6 +350,11 @@ def _module_fn(cls: Any, what: str, make: Callable[[Any, ref.GPTConfig], Any], w
 
     def run(x: torch.Tensor, spec: _Spec) -> Any:
         module = make(cls, spec.cfg)
+        if isinstance(x, _Meta):
+            if not isinstance(module, nn.Module):
+                return _Problem(f"`{what}(...)` should build an nn.Module, got {describe(module)}")
+            return _on_meta(lambda: module.to("meta")(x.tensor()), x, _MASK_DEVICE.replace("q.device", "x.device")
+                            .replace("while q and k live", "while the model and its input live"))
         last["module"] = module
         problem = _load_learner(module, spec, what)
         if problem:
@@ -263,6 +395,8 @@ def _diagnosing(cmp: Callable[..., str | None], learner: Any, diagnose: Callable
 
 def _ref_fn(factory: Callable[[ref.GPTConfig], nn.Module], with_hook: bool = False):
     def run(x: torch.Tensor, spec: _Spec) -> Any:
+        if isinstance(x, _Meta):
+            return _DeviceOK(x.out_shape)
         module = _build(lambda: factory(spec.cfg), spec)
         if not with_hook:
             with torch.no_grad():
@@ -380,7 +514,10 @@ def _qk_cases(thorough: bool) -> list[Case]:
             q, k = _randn(g, b, h, t, d, scale=scale, dtype=dtype), _randn(g, b, h, t, d, scale=scale, dtype=dtype)
         return Case((q, k), label)
 
-    cases = [case(1, 1, 3, 4, "batch 1, 1 head, 3 positions"), case(2, 3, 5, 8, "batch 2, 3 heads, 5 positions")]
+    cases = [case(1, 1, 3, 4, "batch 1, 1 head, 3 positions"), case(2, 3, 5, 8, "batch 2, 3 heads, 5 positions"),
+             case(2, 2, 4, 6, "float64, non-contiguous q and k", dtype=torch.float64, strided=True),
+             Case((_Meta((2, 2, 5, 4), (2, 2, 5, 5)), _Meta((2, 2, 5, 4), (2, 2, 5, 5))),
+                  "q and k on another device (PyTorch's `meta` device stands in for a GPU)")]
     if thorough:
         cases += [case(1, 2, 1, 4, "a single position (it can only attend to itself)"),
                   case(2, 2, 6, 9, "d_head = 9 (not a power of two)"),
@@ -408,16 +545,42 @@ def _pattern_variant(q, k, *, scale=None, mask="before", diag=1, dim=-1):
         return scores.masked_fill(future, 0.0).softmax(dim)
     if mask == "flipped":
         return scores.masked_fill(future.T, float("-inf")).softmax(dim)
+    if mask == "reversed":  # tril instead of triu(1): the past *and* the diagonal masked
+        return scores.masked_fill(~future, float("-inf")).softmax(dim)
     return scores.softmax(dim)
+
+
+def _compare_pattern(got: Any, expected: Any, case: Case) -> str | None:
+    if isinstance(got, _Problem):
+        return got.message
+    if isinstance(expected, _DeviceOK):
+        return None if got == expected else f"expected {expected!r}, got {describe(got)}"
+    problem = compare(got, expected, rtol=1e-4, atol=1e-6)
+    if problem and "nan" in problem.split("\n")[0]:
+        problem += f"\n    expected {preview(expected)}"
+    return problem
 
 
 @_keeps_rng
 def check_causal_attention_pattern(fn: Callable[..., Any], thorough: bool = False) -> None:
-    """causal_attention_pattern(q, k): [b, h, t, d_head] x [b, h, t, d_head] -> [b, h, t, t]."""
+    """causal_attention_pattern(q, k): [b, h, t, d_head] x [b, h, t, d_head] -> [b, h, t, t], on any device."""
     __tracebackhide__ = True
     _guard()
-    run_check("causal_attention_pattern", fn, ref.causal_attention_pattern, _qk_cases(thorough), rtol=1e-4,
-              atol=1e-6, thorough=thorough, mistakes=[
+    name = "causal_attention_pattern"
+    if not callable(fn):
+        raise CheckFailure(f"expected a function for `{name}`, got {describe(fn)}")
+
+    def learner(q: Any, k: Any) -> Any:
+        if isinstance(q, _Meta):
+            return _on_meta(lambda: fn(q.tensor(), k.tensor()), q, _MASK_DEVICE)
+        return fn(q, k)
+
+    def reference(q: Any, k: Any) -> Any:
+        return _DeviceOK(q.out_shape) if isinstance(q, _Meta) else ref.causal_attention_pattern(q, k)
+
+    learner.__name__ = getattr(fn, "__name__", name)
+    run_check(name, learner, reference, _qk_cases(thorough), compare_fn=_compare_pattern,
+              thorough=thorough, mistakes=[
                   Mistake("you masked *after* the softmax: the rows no longer sum to 1. Set future scores to -inf "
                           "before the softmax, so the remaining weights share all of the probability.",
                           lambda q, k: _pattern_variant(q, k, mask="after")),
@@ -435,6 +598,9 @@ def check_causal_attention_pattern(fn: Callable[..., Any], thorough: bool = Fals
                           lambda q, k: _pattern_variant(q, k, mask="none")),
                   Mistake("the mask is the wrong triangle: mask keys *after* the query (above the diagonal).",
                           lambda q, k: _pattern_variant(q, k, mask="flipped")),
+                  Mistake("the mask is reversed: it hides the past and the diagonal (torch.tril) instead of the "
+                          "future (torch.ones(t, t).triu(1)), and the last row, with every score at -inf, becomes "
+                          "0/0 = nan.", lambda q, k: _pattern_variant(q, k, mask="reversed")),
                   Mistake("you forgot to divide the scores by sqrt(d_head).",
                           lambda q, k: _pattern_variant(q, k, scale=1.0)),
                   Mistake("you divided by d_head; the scale is sqrt(d_head).",
@@ -446,9 +612,18 @@ def check_causal_attention_pattern(fn: Callable[..., Any], thorough: bool = Fals
 
 # --------------------------------------------------------------------------- 4-8. modules
 
-def _cfg(d_model: int, n_heads: int, n_layers: int = 1, vocab: int = 11, n_ctx: int = 12, d_mlp: int = 0):
+def _cfg(d_model: int, n_heads: int, n_layers: int = 1, vocab: int = 11, n_ctx: int = 12, d_mlp: int = 0,
+         ln_eps: float = 1e-5):
     return ref.GPTConfig(vocab_size=vocab, n_ctx=n_ctx, d_model=d_model, n_heads=n_heads, n_layers=n_layers,
-                         d_mlp=d_mlp)
+                         d_mlp=d_mlp, ln_eps=ln_eps)
+
+
+def _meta_case(kind: str, cfg: ref.GPTConfig, g: torch.Generator, b: int, t: int) -> Case:
+    """The module run on the meta device (a GPU stand-in): a CPU tensor made inside forward fails there."""
+    shape = (b, t) if kind == "gpt" else (b, t, cfg.d_model)
+    out = (b, t, cfg.vocab_size) if kind == "gpt" else shape
+    return Case((_Meta(shape, out, torch.long if kind == "gpt" else torch.float32), _spec(kind, cfg, g)),
+                "the model and its input on another device (PyTorch's `meta` device stands in for a GPU)")
 
 
 def _module_cases(kind: str, thorough: bool, salt: int) -> list[Case]:
@@ -462,7 +637,10 @@ def _module_cases(kind: str, thorough: bool, salt: int) -> list[Case]:
         return Case((x, spec), label)
 
     cases = [case(_cfg(8, 2), 1, 4, "d_model 8, 2 heads, batch 1, 4 positions"),
-             case(_cfg(12, 3), 2, 5, "d_model 12, 3 heads, batch 2, 5 positions")]
+             case(_cfg(12, 3), 2, 5, "d_model 12, 3 heads, batch 2, 5 positions"),
+             case(_cfg(10, 2, d_mlp=16), 2, 4, "a non-contiguous input (a transposed view)", strided=True)]
+    if kind in ("attn", "block"):
+        cases.append(_meta_case(kind, _cfg(4, 2, d_mlp=8), g, 1, 3))
     if thorough:
         cases += [case(_cfg(16, 4), 3, 7, "4 heads of size 4 (n_heads == d_head)"),
                   case(_cfg(24, 2), 2, 6, "2 heads of size 12"),
@@ -472,6 +650,9 @@ def _module_cases(kind: str, thorough: bool, salt: int) -> list[Case]:
                   case(_cfg(12, 3, d_mlp=20), 2, 5, "float64", dtype=torch.float64),
                   case(_cfg(10, 2, d_mlp=24), 2, 6, "a non-contiguous input (a transposed view)", strided=True),
                   case(_cfg(8, 4), 2, 4, "inputs with a large offset (mean 5)", offset=5.0)]
+        if kind == "block":
+            cases.append(case(_cfg(8, 2, ln_eps=0.5), 2, 5, "a config with ln_eps=0.5 (not the default 1e-5)",
+                              offset=0.0))
     return cases
 
 
@@ -501,10 +682,22 @@ def check_multi_head_attention(cls: Any, thorough: bool = False) -> None:
     __tracebackhide__ = True
     _guard()
     learner = _module_fn(cls, "MultiHeadAttention", lambda c, cfg: c(cfg), with_hook=True)
+
+    def earlier() -> str:
+        helper = _learner_helper(cls, "causal_attention_pattern")
+        if helper is None or _passes_quietly(check_causal_attention_pattern, helper):
+            return ""
+        return ("\n  Your forward calls your `causal_attention_pattern`, and its own check fails: run "
+                "`check_causal_attention_pattern(causal_attention_pattern, thorough=True)` and fix it first.")
+
     run_check("MultiHeadAttention", learner, _ref_fn(ref.MultiHeadAttention, with_hook=True),
-              _module_cases("attn", thorough, 13), compare_fn=_compare_outputs(1e-4, 1e-5, earlier=(
-                  "\n  (Your forward also calls your `causal_attention_pattern`: make sure its check passes first.)")),
+              _module_cases("attn", thorough, 13), compare_fn=_compare_outputs(1e-4, 1e-5, earlier=earlier),
               thorough=thorough, mistakes=[
+                  Mistake("you reshaped straight to [b, n_heads, t, d_head] and straight back, with no transpose "
+                          "either way. That cuts the sequence into pieces and mixes different positions into one "
+                          "head. Reshape to [b, t, n_heads, d_head], then transpose(1, 2); to merge, transpose back "
+                          "before reshaping to [b, t, d_model].",
+                          lambda x, s: _mha_variant(x, s, split="wrong", merge="wrong")),
                   Mistake("heads are split along the wrong axis: reshape to [b, t, n_heads, d_head] *first*, then "
                           "transpose to [b, n_heads, t, d_head]. Reshaping straight to [b, n_heads, t, d_head] mixes "
                           "positions into heads.", lambda x, s: _mha_variant(x, s, split="wrong")),
@@ -532,7 +725,13 @@ def _ln_variant(x, spec, *, unbiased=False, eps_outside=False, dim=-1, affine=Tr
 
 def _ln_cases(thorough: bool) -> list[Case]:
     cases = _module_cases("ln", thorough, 14)
+    g = _tgen(thorough, 16 if thorough else 17)
+    spec_eps = _spec("ln", _cfg(5, 1, ln_eps=1e-2), g)
+    cases.append(Case((0.3 + 0.05 * _randn(g, 2, 3, 5), spec_eps),
+                      "eps=1e-2 (not the default) and rows of small variance, where eps matters"))
     if thorough:
+        spec_big = _spec("ln", _cfg(6, 1, ln_eps=0.5), g, torch.float64)
+        cases.append(Case((_randn(g, 3, 6, dtype=torch.float64), spec_big), "eps=0.5, float64"))
         g = _tgen(thorough, 15)
         spec = _spec("ln", _cfg(6, 1), g, torch.float64)
         flat = torch.full((2, 3, 6), 0.7, dtype=torch.float64)
@@ -651,8 +850,10 @@ def _gpt_cases(thorough: bool) -> list[Case]:
         return Case((tokens, spec), label)
 
     cases = [case(_cfg(8, 2, n_layers=1), 1, 5, "1 layer, d_model 8, 5 tokens"),
-             case(_cfg(12, 3, n_layers=2), 2, 6, "2 layers, d_model 12, batch 2")]
+             case(_cfg(12, 3, n_layers=2), 2, 6, "2 layers, d_model 12, batch 2"),
+             _meta_case("gpt", _cfg(4, 1, n_layers=1, vocab=5, n_ctx=4), g, 1, 3)]
     if thorough:
+        cases.append(case(_cfg(8, 2, n_layers=2, ln_eps=0.3), 2, 6, "a config with ln_eps=0.3 (not the default)"))
         cases += [case(_cfg(16, 4, n_layers=3, vocab=7), 2, 12, "3 layers; the sequence fills the context"),
                   case(_cfg(8, 2, n_layers=2), 3, 1, "a single token"),
                   case(_cfg(12, 2, n_layers=2, vocab=30, n_ctx=20), 2, 9, "float64", dtype=torch.float64),

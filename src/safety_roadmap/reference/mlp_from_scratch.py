@@ -121,3 +121,36 @@ def sgd_step(params: dict[str, np.ndarray], grads: dict[str, np.ndarray], lr: fl
     """Plain SGD, in place: param -= lr * grad for every key."""
     for k in params:
         params[k] -= lr * grads[k]
+
+
+def iterate_minibatches(x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator):
+    """Yield shuffled (x_batch, y_batch) pairs covering every example once; the last batch may be short."""
+    order = rng.permutation(len(y))
+    for start in range(0, len(y), batch_size):
+        idx = order[start:start + batch_size]
+        yield x[idx], y[idx]
+
+
+def evaluate(model, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `model` on (x, y)."""
+    logits = model.forward(x)
+    loss, _ = softmax_cross_entropy(logits, y)
+    return loss, float((logits.argmax(axis=1) == y).mean())
+
+
+def train(model, data, epochs: int, lr: float, batch_size: int, seed: int = 0, progress: bool = True) -> dict:
+    """Mini-batch SGD with the learning rate decaying linearly from `lr`; per-epoch train/test loss and accuracy."""
+    from tqdm.auto import trange
+
+    rng = np.random.default_rng(seed)
+    history: dict[str, list[float]] = {"train_loss": [], "test_loss": [], "train_acc": [], "test_acc": []}
+    for epoch in trange(epochs, desc="training", disable=not progress):
+        lr_now = lr * (1 - epoch / epochs)
+        for xb, yb in iterate_minibatches(data.x_train, data.y_train, batch_size, rng):
+            _, grads = model.loss_and_grads(xb, yb)
+            sgd_step(model.params, grads, lr_now)
+        for split, x, y in [("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)]:
+            loss, acc = evaluate(model, x, y)
+            history[f"{split}_loss"].append(loss)
+            history[f"{split}_acc"].append(acc)
+    return history

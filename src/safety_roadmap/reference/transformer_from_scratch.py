@@ -50,8 +50,8 @@ class CharTokenizer:
 
     def __init__(self, text: str) -> None:
         self.chars = sorted(set(text))
-        self.stoi = {c: i for i, c in enumerate(self.chars)}
-        self.itos = {i: c for i, c in enumerate(self.chars)}
+        self.stoi = {c: i for i, c in enumerate(self.chars, start=0)}   # ids index rows of W_E: they start at 0
+        self.itos = {i: c for i, c in enumerate(self.chars, start=0)}
 
     @property
     def vocab_size(self) -> int:
