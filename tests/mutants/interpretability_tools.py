@@ -104,6 +104,22 @@ def decomp_bias_per_layer(model, cache):
     return torch.cat([d, torch.stack(biases)])
 
 
+def decomp_reshape_heads(model, cache):
+    # [batch, pos, head, d_model] reshaped (not permuted) to put the head axis first: mixes heads and positions
+    parts = []
+    for layer in range(model.cfg.n_layers):
+        per_head = torch.einsum("bphd,hdm->bphm", cache["z", layer], model.W_O[layer])
+        parts.append(per_head.reshape(model.cfg.n_heads, *per_head.shape[:2], -1))
+    embed = cache["hook_embed"]
+    return torch.cat(parts + [embed[None], cache["hook_pos_embed"][None], model.b_O.sum(0).expand_as(embed)[None]])
+
+
+def decomp_last_layer_bias(model, cache):
+    d = ref.decompose_residual(model, cache).clone()
+    d[-1] = model.b_O[model.cfg.n_layers - 1]   # only the last layer's bias
+    return d
+
+
 def decomp_attn_out_per_layer(model, cache):
     # uses whole attention layers instead of heads (the cheaper decompose_resid)
     return cache.decompose_resid()
@@ -211,6 +227,31 @@ def ablate_leaves_hooks(model, tokens, heads):
     return model(tokens)   # never removes the hooks
 
 
+def ablate_late_binding(model, tokens, heads):
+    hooks = []
+    for layer, head in heads:
+        def zero(z, hook):
+            z[:, :, head] = 0.0   # `head` is read when the hook runs: the loop's last value by then
+            return z
+        hooks.append((f"blocks.{layer}.attn.hook_z", zero))
+    return model.run_with_hooks(tokens, fwd_hooks=hooks)
+
+
+def ablate_default_argument(model, tokens, heads):
+    hooks = []
+    for layer, head in heads:   # one hook per pair; the default argument binds `head` when the hook is made
+        def zero(z, hook, head=head):
+            z[:, :, head] = 0.0
+            return z
+        hooks.append((f"blocks.{layer}.attn.hook_z", zero))
+    return model.run_with_hooks(tokens, fwd_hooks=hooks)
+
+
+def ablate_leaves_train_mode(model, tokens, heads):
+    model.train()   # "to be safe", and never switched back
+    return ref.ablate_heads(model, tokens, heads)
+
+
 def ablate_only_first(model, tokens, heads):
     return ref.ablate_heads(model, tokens, heads[:1])
 
@@ -246,39 +287,36 @@ def ablate_mask_multiply(model, tokens, heads):
 # --------------------------------------------------------------------------- finding induction heads
 
 
-def _scores_by(model, score, period=10):
-    tokens = ref.repeated_tokens(32, period, model.cfg.d_vocab, seed=1)
+def _scores_by(model, score, period=10, n_seqs=32):
+    tokens = ref.repeated_tokens(n_seqs, period, model.cfg.d_vocab, seed=1)
     _, cache = model.run_with_cache(tokens)
     return [score(cache["pattern", layer], period) for layer in range(model.cfg.n_layers)]
 
 
-def find_with_prev_score(model, threshold=0.5):
-    scores = _scores_by(model, lambda p, k: ref.prev_token_score(p))
+def find_with_prev_score(model, threshold=0.5, period=10, n_seqs=32):
+    scores = _scores_by(model, lambda p, k: ref.prev_token_score(p), period, n_seqs)
     return [(layer, h) for layer, s in enumerate(scores) for h in range(len(s)) if s[h] > threshold]
 
 
-def find_duplicate_offset(model, threshold=0.5):
-    scores = _scores_by(model, lambda p, k: p.diagonal(offset=-k, dim1=-2, dim2=-1).mean(dim=(0, -1)))
+def find_duplicate_offset(model, threshold=0.5, period=10, n_seqs=32):
+    scores = _scores_by(model, lambda p, k: p.diagonal(offset=-k, dim1=-2, dim2=-1).mean(dim=(0, -1)), period, n_seqs)
     return [(layer, h) for layer, s in enumerate(scores) for h in range(len(s)) if s[h] > threshold]
 
 
-def find_last_layer_only(model, threshold=0.5):
-    scores = _scores_by(model, ref.induction_score)
+def find_last_layer_only(model, threshold=0.5, period=10, n_seqs=32):
+    scores = _scores_by(model, ref.induction_score, period, n_seqs)
     last = model.cfg.n_layers - 1
     return [(last, h) for h in range(len(scores[last])) if scores[last][h] > threshold]
 
 
-def find_top_one(model, threshold=0.5):
-    scores = torch.stack(_scores_by(model, ref.induction_score))
+def find_top_one(model, threshold=0.5, period=10, n_seqs=32):
+    scores = torch.stack(_scores_by(model, ref.induction_score, period, n_seqs))
     layer, head = divmod(int(scores.argmax()), scores.shape[1])
     return [(layer, head)]   # always one head, even when there are none or two
 
 
-def find_randint_tokens(model, threshold=0.5):
-    period = 8
-    g = torch.Generator().manual_seed(123)
-    block = torch.randint(0, model.cfg.d_vocab, (50, period), generator=g)   # repeats inside a block allowed
-    tokens = torch.cat([block, block], dim=1)
+def find_other_seed_by_index(model, threshold=0.5, period=10, n_seqs=32):
+    tokens = ref.repeated_tokens(n_seqs, period, model.cfg.d_vocab, seed=123)   # other random blocks: same scores
     _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
     found = []
     for layer in range(model.cfg.n_layers):
@@ -289,20 +327,40 @@ def find_randint_tokens(model, threshold=0.5):
     return found
 
 
-def find_as_tensor(model, threshold=0.5):
-    scores = torch.stack(_scores_by(model, ref.induction_score, period=7))
+def find_as_tensor(model, threshold=0.5, period=10, n_seqs=32):
+    tokens = ref.repeated_tokens(n_seqs, period, model.cfg.d_vocab)
+    _, cache = model.run_with_cache(tokens)
+    scores = torch.stack([ref.induction_score(cache["pattern", layer], period) for layer in range(model.cfg.n_layers)])
     return torch.nonzero(scores > threshold)   # [n_found, 2] tensor of (layer, head)
+
+
+def find_ignores_threshold(model, threshold=0.5, period=10, n_seqs=32):
+    return ref.find_induction_heads(model, 0.5, period, n_seqs)   # the default, whatever it is called with
+
+
+def find_at_or_above(model, threshold=0.5, period=10, n_seqs=32):
+    tokens = ref.repeated_tokens(n_seqs, period, model.cfg.d_vocab)
+    _, cache = model.run_with_cache(tokens)
+    return [(layer, h) for layer in range(model.cfg.n_layers)
+            for h, score in enumerate(ref.induction_score(cache["pattern", layer], period)) if score >= threshold]
+
+
+def find_ignores_period(model, threshold=0.5, period=10, n_seqs=32):
+    return ref.find_induction_heads(model, threshold, 10, n_seqs)
 
 
 MUTANTS = {
     "prev_token_head_score": [prev_includes_position_zero, prev_main_diagonal, prev_mean_over_heads],
     "induction_head_score": [ind_duplicate_offset, ind_includes_first, ind_all_positions],
-    "decompose_residual": [decomp_no_bias, decomp_embed_first, decomp_bias_per_layer, decomp_attn_out_per_layer],
+    "decompose_residual": [decomp_no_bias, decomp_embed_first, decomp_bias_per_layer, decomp_attn_out_per_layer,
+                           decomp_reshape_heads, decomp_last_layer_bias],
     "logit_lens_stack": [lens_no_ln, lens_cached_scale, lens_post_only, lens_no_unembed_bias],
     "ablate_heads_zero": [ablate_every_layer, ablate_wrong_axis, ablate_scores, ablate_leaves_hooks,
-                          ablate_only_first],
-    "find_induction_heads": [find_with_prev_score, find_duplicate_offset, find_last_layer_only, find_top_one],
-    "period_shortcut_quiz": ["a", "c", "d"],
+                          ablate_only_first, ablate_late_binding,
+                          ablate_leaves_train_mode],
+    "find_induction_heads": [find_with_prev_score, find_duplicate_offset, find_last_layer_only, find_top_one,
+                             find_ignores_threshold, find_ignores_period, find_at_or_above],
+    "period_shortcut_quiz": ["b", "c", "d"],
 }
 
 ALTERNATIVES = {
@@ -310,7 +368,7 @@ ALTERNATIVES = {
     "induction_head_score": [ind_loop, ind_gather],
     "decompose_residual": [decomp_with_library, decomp_loops],
     "logit_lens_stack": [lens_with_library, lens_manual_layernorm],
-    "ablate_heads_zero": [ablate_values, ablate_in_place_no_return, ablate_mask_multiply],
-    "find_induction_heads": [find_randint_tokens, find_as_tensor],
-    "period_shortcut_quiz": ["B", " b ", "(b)"],
+    "ablate_heads_zero": [ablate_values, ablate_in_place_no_return, ablate_mask_multiply, ablate_default_argument],
+    "find_induction_heads": [find_other_seed_by_index, find_as_tensor],
+    "period_shortcut_quiz": ["A", " a ", "(a)"],
 }

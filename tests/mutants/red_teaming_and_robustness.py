@@ -73,6 +73,44 @@ def random_in_place(score_fn, request, free_positions, allowed, n_queries, gener
     return request
 
 
+def random_global_rng(score_fn, request, free_positions, allowed, n_queries, generator):
+    candidates = request.repeat(n_queries, 1)
+    picks = torch.randint(0, len(allowed), (n_queries, len(free_positions)))   # ignores `generator`
+    candidates[:, list(free_positions)] = allowed[picks]
+    return candidates[score_fn(candidates).argmin()].clone()
+
+
+def random_reseeds(score_fn, request, free_positions, allowed, n_queries, generator):
+    generator.manual_seed(0)   # "for reproducibility": every call now draws the same candidates
+    return random_search_reference_like(score_fn, request, free_positions, allowed, n_queries, generator)
+
+
+def random_never_last(score_fn, request, free_positions, allowed, n_queries, generator):
+    candidates = request.repeat(n_queries, 1)
+    picks = torch.randint(0, len(allowed) - 1, (n_queries, len(free_positions)), generator=generator)
+    candidates[:, list(free_positions)] = allowed[picks]   # the last allowed token is never drawn
+    return candidates[score_fn(candidates).argmin()].clone()
+
+
+def random_rounded(score_fn, request, free_positions, allowed, n_queries, generator):
+    u = torch.rand(n_queries, len(free_positions), generator=generator)
+    picks = torch.round(u * (len(allowed) - 1)).long()      # the two end tokens get half the weight
+    candidates = request.repeat(n_queries, 1)
+    candidates[:, list(free_positions)] = allowed[picks]
+    return candidates[score_fn(candidates).argmin()].clone()
+
+
+def random_fixed_budget(score_fn, request, free_positions, allowed, n_queries, generator):
+    return random_search_reference_like(score_fn, request, free_positions, allowed, 64, generator)
+
+
+def random_suffix_positions(score_fn, request, free_positions, allowed, n_queries, generator):
+    k = len(free_positions)   # assumes the free positions are the last k
+    candidates = request.repeat(n_queries, 1)
+    candidates[:, -k:] = allowed[torch.randint(0, len(allowed), (n_queries, k), generator=generator)]
+    return candidates[score_fn(candidates).argmin()].clone()
+
+
 def random_search_reference_like(score_fn, request, free_positions, allowed, n_queries, generator):
     candidates = _random_candidates(request, free_positions, allowed, n_queries, generator)
     return candidates[score_fn(candidates).argmin()].clone()
@@ -100,6 +138,12 @@ def grad_all_positions(model, tokens, positions):
     one_hot = F.one_hot(tokens, weight.shape[0]).float().requires_grad_(True)
     model.from_embeddings((one_hot @ weight)[None])[0].backward()
     return one_hot.grad  # ignores `positions`
+
+
+def grad_mask_positions(model, tokens, positions):
+    mask = torch.zeros(len(tokens), dtype=torch.bool)
+    mask[list(positions)] = True
+    return grad_reference_like(model, tokens, range(len(tokens)))[mask]   # rows come back in sorted order
 
 
 def grad_reference_like(model, tokens, positions):
@@ -160,6 +204,22 @@ def gcg_swaps_every_position(model, tokens, free_positions, allowed, top_k):
     return out
 
 
+def gcg_assumes_suffix(model, tokens, free_positions, allowed, top_k):
+    grads = grad_reference_like(model, tokens, free_positions)
+    mask = torch.full_like(grads, float("inf"))
+    mask[:, allowed] = 0.0
+    top = (grads + mask).topk(top_k, dim=1, largest=False).indices
+    candidates = [tokens.clone()]
+    for i in range(len(free_positions)):
+        for tok in top[i]:
+            cand = tokens.clone()
+            cand[len(tokens) - len(free_positions) + i] = tok   # writes to the last positions, not free_positions[i]
+            candidates.append(cand)
+    batch = torch.stack(candidates)
+    with torch.no_grad():
+        return batch[model(batch).argmin()].clone()
+
+
 def _wilson(k, n, z=1.96):
     p = k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
@@ -184,6 +244,20 @@ def _defence(score_fn, attack_fn, training_attacks, fresh_requests, benign_reque
         n = len(fresh_requests)
     return {"asr_training": asr_training, "asr_fresh": successes / n, "asr_fresh_interval": interval(successes, n),
             "false_refusal_rate": float(refused.float().mean())}
+
+
+def defence_refuses_at_zero(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests):
+    with torch.no_grad():
+        asr_training = float((score_fn(training_attacks) < 0).float().mean())   # a score of exactly 0 is not refused
+        false_refusals = float((score_fn(benign_requests) >= 0).float().mean())
+    successes = 0
+    for request in fresh_requests:
+        adversarial = attack_fn(score_fn, request)
+        with torch.no_grad():
+            successes += int(score_fn(adversarial[None])[0] < 0)
+    n = len(fresh_requests)
+    return {"asr_training": asr_training, "asr_fresh": successes / n, "asr_fresh_interval": _wilson(successes, n),
+            "false_refusal_rate": false_refusals}
 
 
 def defence_on_training_attacks(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests):
@@ -257,12 +331,14 @@ def threshold_gaussian(benign_scores, max_false_refusal):
 MUTANTS = {
     "wilson_interval": [wilson_is_wald, wilson_fixed_z, wilson_centred_on_p, wilson_missing_square],
     "random_search_attack": [random_returns_last, random_argmax, random_any_token, random_all_positions,
-                             random_over_budget, random_in_place],
-    "token_gradients": [grad_flipped, grad_of_probability, grad_wrt_embeddings, grad_all_positions],
+                             random_over_budget, random_in_place, random_global_rng, random_reseeds, random_never_last,
+                             random_rounded, random_fixed_budget, random_suffix_positions],
+    "token_gradients": [grad_flipped, grad_of_probability, grad_wrt_embeddings, grad_all_positions,
+                        grad_mask_positions],
     "gcg_step": [gcg_wrong_sign, gcg_ignores_allowed, gcg_no_exact_evaluation, gcg_keeps_worst,
-                 gcg_swaps_every_position],
+                 gcg_swaps_every_position, gcg_assumes_suffix],
     "evaluate_defence": [defence_on_training_attacks, defence_refusals_on_harmful, defence_wald_interval,
-                         defence_never_attacks, defence_attacks_under_no_grad],
+                         defence_never_attacks, defence_attacks_under_no_grad, defence_refuses_at_zero],
     "harmful_direction": [direction_unnormalised, direction_reversed, direction_wrong_axis],
     "breaker_scores": [breaker_mean, breaker_abs, breaker_pooled_first],
     "refusal_threshold": [threshold_wrong_tail, threshold_off_by_one, threshold_too_strict, threshold_gaussian],
@@ -291,6 +367,16 @@ def random_one_at_a_time(score_fn, request, free_positions, allowed, n_queries, 
         if score < best_score:
             best, best_score = cand, score
     return best
+
+
+def random_multinomial(score_fn, request, free_positions, allowed, n_queries, generator):
+    weights = torch.ones(n_queries * len(free_positions), len(allowed))
+    picks = torch.multinomial(weights, 1, generator=generator).reshape(n_queries, len(free_positions))
+    candidates = request.clone().repeat(n_queries, 1)
+    for j, pos in enumerate(free_positions):
+        candidates[:, pos] = allowed[picks[:, j]]
+    scores = score_fn(candidates)
+    return candidates[int(torch.argmin(scores))]
 
 
 def grad_via_embedding_matrix(model, tokens, positions):
@@ -362,7 +448,7 @@ def threshold_midpoint(benign_scores, max_false_refusal):
 
 ALTERNATIVES = {
     "wilson_interval": [wilson_quadratic],
-    "random_search_attack": [random_one_at_a_time],
+    "random_search_attack": [random_one_at_a_time, random_multinomial],
     "token_gradients": [grad_via_embedding_matrix, grad_relative_to_current],
     "gcg_step": [gcg_exhaustive, gcg_always_moves],
     "evaluate_defence": [defence_vectorised],

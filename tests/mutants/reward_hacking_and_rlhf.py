@@ -74,6 +74,40 @@ def greedy_no_reset(env, Q):
     return p_tot, t_tot
 
 
+def greedy_ties_to_highest(env, Q):
+    s, done, p_tot, t_tot = env.reset(), False, 0.0, 0.0
+    while not done:
+        row = Q[s]
+        action = len(row) - 1 - int(np.argmax(row[::-1]))   # the last of the best actions
+        s, p, t, done = env.step(action)
+        p_tot, t_tot = p_tot + p, t_tot + t
+    return p_tot, t_tot
+
+
+def _log_softmax_global_max(x):
+    x = x - x.max()   # one shift for the whole tensor, not one per distribution
+    return x - torch.log(torch.exp(x).sum(-1, keepdim=True))
+
+
+def logp_global_max_shift(logits, tokens):
+    return _log_softmax_global_max(logits).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def kl_global_max_shift(logits_p, logits_q):
+    lp, lq = _log_softmax_global_max(logits_p), _log_softmax_global_max(logits_q)
+    return (lp.exp() * (lp - lq)).sum(-1)
+
+
+def cai_exact_ties(responses_a, responses_b, constitution):
+    d = _totals(responses_a, constitution) - _totals(responses_b, constitution)
+    return np.where(d == 0, 0.5, (d > 0).astype(float))
+
+
+def cai_isclose_default(responses_a, responses_b, constitution):
+    ta, tb = _totals(responses_a, constitution), _totals(responses_b, constitution)
+    return np.where(np.isclose(ta, tb), 0.5, (ta > tb).astype(float))   # atol 1e-8: looser than 1e-9
+
+
 def logp_probabilities(logits, tokens):
     return logits.softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
@@ -185,16 +219,18 @@ def cai_first_principle(responses_a, responses_b, constitution):
 
 MUTANTS = {
     "q_learning_update": [q_ignores_done, q_sarsa_like, q_in_place, q_no_learning_rate, q_mean_next],
-    "greedy_returns": [greedy_argmin, greedy_drops_last_reward, greedy_proxy_twice, greedy_no_reset],
-    "response_log_probs": [logp_probabilities, logp_raw_logits, logp_naive_log, logp_shifted],
+    "greedy_returns": [greedy_argmin, greedy_drops_last_reward, greedy_proxy_twice, greedy_no_reset,
+                       greedy_ties_to_highest],
+    "response_log_probs": [logp_probabilities, logp_raw_logits, logp_naive_log, logp_shifted, logp_global_max_shift],
     "bradley_terry_loss": [bt_sign_flipped, bt_no_log, bt_naive_log_sigmoid, bt_sum, bt_detached],
-    "per_token_kl": [kl_swapped, kl_no_normalisation, kl_naive_logs, kl_kl_div_misread],
+    "per_token_kl": [kl_swapped, kl_no_normalisation, kl_naive_logs, kl_kl_div_misread, kl_global_max_shift],
     "kl_penalised_reward": [penalty_swapped, penalty_batch_mean, penalty_no_beta],
     "reinforce_with_baseline": [reinforce_no_baseline, reinforce_sign, reinforce_not_detached, reinforce_sum],
-    "constitutional_ai_labels": [cai_reversed, cai_unweighted, cai_ties_to_b, cai_first_principle],
-    "deceptive_alignment_quiz": ["a", "c", "d"],
-    "alignment_faking_quiz": ["a", "b", "d"],
-    "scalable_oversight_quiz": ["a", "b", "c"],
+    "constitutional_ai_labels": [cai_reversed, cai_unweighted, cai_ties_to_b, cai_first_principle, cai_exact_ties,
+                                 cai_isclose_default],
+    "deceptive_alignment_quiz": ["b", "c", "d"],
+    "alignment_faking_quiz": ["a", "b", "c"],
+    "scalable_oversight_quiz": ["a", "b", "d"],
     "weak_to_strong_pgr": [0.25, 0.21, 0.83, 75, "0.7"],
 }
 
@@ -241,6 +277,12 @@ def bt_two_class_cross_entropy(r_chosen, r_rejected):
     return F.cross_entropy(logits, torch.zeros(len(r_chosen), dtype=torch.long))
 
 
+def logp_row_max_by_hand(logits, tokens):
+    shifted = logits - logits.max(dim=-1, keepdim=True).values   # one shift per distribution
+    log_probs = shifted - shifted.exp().sum(-1, keepdim=True).log()
+    return log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
 def kl_torch_kl_div(logits_p, logits_q):
     return F.kl_div(logits_q.log_softmax(-1), logits_p.log_softmax(-1), log_target=True, reduction="none").sum(-1)
 
@@ -274,14 +316,14 @@ def cai_vectorised(responses_a, responses_b, constitution):
 ALTERNATIVES = {
     "q_learning_update": [q_explicit_loops],
     "greedy_returns": [greedy_for_loop],
-    "response_log_probs": [logp_cross_entropy, logp_one_hot],
+    "response_log_probs": [logp_cross_entropy, logp_one_hot, logp_row_max_by_hand],
     "bradley_terry_loss": [bt_softplus, bt_two_class_cross_entropy],
     "per_token_kl": [kl_torch_kl_div, kl_entropy_form],
     "kl_penalised_reward": [penalty_rearranged],
     "reinforce_with_baseline": [reinforce_advantage_first],
     "constitutional_ai_labels": [cai_vectorised],
-    "deceptive_alignment_quiz": ["B", " b ", "(b)"],
-    "alignment_faking_quiz": ["C", "c"],
-    "scalable_oversight_quiz": ["D", "d"],
+    "deceptive_alignment_quiz": ["A", " a ", "(a)"],
+    "alignment_faking_quiz": ["D", "d"],
+    "scalable_oversight_quiz": ["C", "c"],
     "weak_to_strong_pgr": [0.75, 21 / 28, "0.75", 0.7501],
 }

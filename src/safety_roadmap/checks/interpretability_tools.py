@@ -7,6 +7,8 @@ heads were written by hand so that the right answer is known.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -120,6 +122,26 @@ def check_induction_head_score(fn: Callable[..., Any], thorough: bool = False) -
               ])
 
 
+def upstream_note(fn: Any, dependency: str, check: Callable[..., Any]) -> str:
+    """"Fix X first" when the learner's `fn` calls their own `dependency` and that function fails its own
+    quick check (run quietly here); "" otherwise, so the note never blames a function that passes.
+
+    A shared helper for checks whose exercise builds on an earlier one (chapters 11 and 12)."""
+    code = getattr(fn, "__code__", None)
+    own = getattr(fn, "__globals__", {}).get(dependency)
+    if code is None or dependency not in code.co_names or not callable(own):
+        return ""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            check(own)
+    except (CheckFailure, NotImplementedError):
+        return (f"\n  Note: your function calls your `{dependency}`, which fails its own check: "
+                f"make that check pass first, then run this one again.")
+    except Exception:
+        return ""
+    return ""
+
+
 def _without_grad(fn: Callable[..., Any], *args: Any) -> Any:
     with torch.no_grad():
         return fn(*args)
@@ -138,26 +160,28 @@ class ModelCase:
 def run_model_check(name: str, fn: Any, reference: Callable[..., Any], cases: Sequence[ModelCase], thorough: bool,
                     compare_fn: Callable[[Any, Any, tuple], str | None], mistakes: Sequence[Mistake] = (),
                     prepare: Callable[[tuple], Any] | None = None,
-                    after: Callable[[tuple, Any, Any], str | None] | None = None) -> None:
+                    after: Callable[[tuple, Any, Any], str | None] | None = None,
+                    upstream: Callable[[Any], str] = lambda fn: "") -> None:
     """Like `run_check`, for inputs (models, caches) that are rebuilt rather than copied.
 
     For each case: the reference runs on the built arguments, then `prepare(args)` (whose return value
     is kept as `state`), then the learner's function on the same arguments; `compare_fn(got, expected,
-    args)` and `after(args, got, state)` return None or a problem. Mistakes run on a fresh build.
+    args)` and `after(args, got, state)` return None or a problem. Mistakes run on a fresh build;
+    `upstream(fn)` adds "fix X first" when the learner's function calls an earlier exercise that fails.
     """
     __tracebackhide__ = True
     guard()
     if not callable(fn):
         raise CheckFailure(f"expected a function for `{name}`, got {describe(fn)}")
     with one_thread():
-        _run_model_cases(name, fn, reference, cases, compare_fn, mistakes, prepare, after)
+        _run_model_cases(name, fn, reference, cases, compare_fn, mistakes, prepare, after, upstream)
     print(f"✓ {name}: all {len(cases)} {'thorough' if thorough else 'quick'} checks passed")
 
 
 def _run_model_cases(name: str, fn: Any, reference: Callable[..., Any], cases: Sequence[ModelCase],
                      compare_fn: Callable[[Any, Any, tuple], str | None], mistakes: Sequence[Mistake],
-                     prepare: Callable[[tuple], Any] | None, after: Callable[[tuple, Any, Any], str | None] | None
-                     ) -> None:
+                     prepare: Callable[[tuple], Any] | None, after: Callable[[tuple, Any, Any], str | None] | None,
+                     upstream: Callable[[Any], str] = lambda fn: "") -> None:
     __tracebackhide__ = True
     for i, case in enumerate(cases, 1):
         where = f"case {i} of {len(cases)} ({case.label})"
@@ -168,11 +192,14 @@ def _run_model_cases(name: str, fn: Any, reference: Callable[..., Any], cases: S
         got = call(fn, name, args, None, where)
         problem = compare_fn(got, expected, args)
         if problem is None and after is not None:
-            problem = after(args, got, state)
+            problem = after(args, got, state)   # a lifecycle problem: its message is specific, no likely cause
+            if problem:
+                raise CheckFailure(f"`{name}` is wrong on {where}:\n  {problem}")
         if problem:
+            # a known mistake is named only where it gives a wrong answer on this very case (`expected`)
             cause = likely_cause(mistakes, got, lambda m: _without_grad(m.fn, *case.build()),
                                  lambda g, wrong: compare_fn(g, wrong, args), expected)
-            raise CheckFailure(f"`{name}` is wrong on {where}:\n  {problem}{cause}")
+            raise CheckFailure(f"`{name}` is wrong on {where}:\n  {problem}{cause}{upstream(fn)}")
 
 
 def _tensor_compare(rtol: float, atol: float) -> Callable[[Any, Any, tuple], str | None]:
@@ -225,17 +252,26 @@ def _model_and_cache(key: str, batch: int, seq: int) -> Callable[[], tuple]:
 
 
 def _cache_cases(thorough: bool) -> list[ModelCase]:
-    cases = [ModelCase(f"{spec_label('A')}, batch 3, 12 positions", _model_and_cache("A", 3, 12))]
+    """Models of different depth and width (the prompts promise any attention-only model): the quick check
+    tries two shapes, so a layer or head count written into the code fails before the hidden tests."""
+    cases = [ModelCase(f"{spec_label('A')}, batch 3, 12 positions", _model_and_cache("A", 3, 12)),
+             ModelCase(f"{spec_label('B')}, batch 2, 9 positions", _model_and_cache("B", 2, 9))]
     if thorough:
-        cases += [ModelCase(f"{spec_label('B')}, batch 2, 9 positions", _model_and_cache("B", 2, 9)),
-                  ModelCase(f"{spec_label('C')}, batch 1, 5 positions", _model_and_cache("C", 1, 5)),
-                  ModelCase(f"{spec_label('D')}, batch 4, 16 positions", _model_and_cache("D", 4, 16))]
+        cases += [ModelCase(f"{spec_label('C')}, batch 1, 5 positions", _model_and_cache("C", 1, 5)),
+                  ModelCase(f"{spec_label('D')}, batch 4, 16 positions", _model_and_cache("D", 4, 16)),
+                  ModelCase(f"{spec_label('B')}, batch 5, 3 positions", _model_and_cache("B", 5, 3))]
     return cases
 
 
 # --------------------------------------------------------------------------- decomposition
 
+def _component_labels(model: Any) -> list[str]:
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    return [f"L{layer}H{head}" for layer in range(L) for head in range(H)] + ["embed", "pos_embed", "bias"]
+
+
 def _decompose_compare(got: Any, expected: Any, args: tuple) -> str | None:
+    """None, or which component is wrong (by name), so a learner knows which part of the sum to look at."""
     model, cache = args
     if not isinstance(got, torch.Tensor):
         return f"expected a torch.Tensor, got {describe(got)}"
@@ -243,13 +279,27 @@ def _decompose_compare(got: Any, expected: Any, args: tuple) -> str | None:
     if got.ndim == 4 and got.shape[1:] == expected.shape[1:] and got.shape[0] != expected.shape[0]:
         return (f"expected {expected.shape[0]} components ({L} layers x {H} heads, then embed, pos_embed and "
                 f"one bias row), got {got.shape[0]}")
-    problem = compare(got.detach(), expected, rtol=1e-4, atol=1e-5)
-    if problem and got.shape == expected.shape:
-        total = cache["resid_post", L - 1]
-        if compare(got.detach().sum(0), total, rtol=1e-4, atol=1e-4) is None:
-            problem += ("\n  Your components do add up to the final residual stream, so the parts are right but "
-                        "their order is not: heads first (L0H0, L0H1, ..., one layer after another), then embed, "
-                        "pos_embed, bias.")
+    if got.shape != expected.shape:
+        return compare(got.detach(), expected, rtol=1e-4, atol=1e-5)
+    got = got.detach()
+    labels = _component_labels(model)
+    labels = labels if len(labels) == expected.shape[0] else [str(c) for c in range(expected.shape[0])]
+    wrong = [c for c in range(len(labels)) if compare(got[c], expected[c], rtol=1e-4, atol=1e-5) is not None]
+    if not wrong:
+        return None
+    first = wrong[0]
+    names = ", ".join(labels[c] for c in wrong[:6]) + (", ..." if len(wrong) > 6 else "")
+    problem = (f"{len(wrong)} of {len(labels)} components are wrong ({names}); the first, component {first} "
+               f"({labels[first]}):\n  " + compare(got[first], expected[first], rtol=1e-4, atol=1e-5,
+                                                 what=f"component {first} ({labels[first]})"))
+    matches = [next((e for e in range(len(labels)) if compare(got[c], expected[e], rtol=1e-4, atol=1e-5) is None),
+                    None) for c in wrong]
+    if all(m is not None for m in matches):
+        problem += ("\n  Each of your components is a right part in the wrong place: order them heads first "
+                    "(L0H0, L0H1, ..., one layer after another), then embed, pos_embed, bias.")
+    elif compare(got.sum(0), cache["resid_post", L - 1], rtol=1e-4, atol=1e-4) is None:
+        problem += ("\n  Your components do add up to the final residual stream, so something moved between "
+                    "components: check what each one holds.")
     return problem
 
 
@@ -268,6 +318,24 @@ def _decomp_mistakes() -> list[Mistake]:
     def no_bias(model: Any, cache: Any) -> torch.Tensor:
         return ref.decompose_residual(model, cache)[:-1]
 
+    def zero_bias(model: Any, cache: Any) -> torch.Tensor:
+        d = ref.decompose_residual(model, cache).clone()
+        d[-1] = 0.0
+        return d
+
+    def last_layer_bias(model: Any, cache: Any) -> torch.Tensor:
+        d = ref.decompose_residual(model, cache).clone()
+        d[-1] = model.b_O[-1].expand_as(d[-1])
+        return d
+
+    def reshaped_heads(model: Any, cache: Any) -> torch.Tensor:
+        d = ref.decompose_residual(model, cache).clone()
+        H = model.cfg.n_heads
+        for layer in range(model.cfg.n_layers):
+            per_head = torch.einsum("bphd,hdm->bphm", cache["z", layer], model.W_O[layer])
+            d[layer * H:(layer + 1) * H] = per_head.reshape(H, *per_head.shape[:2], -1)
+        return d
+
     def w_o_transposed_heads(model: Any, cache: Any) -> torch.Tensor:
         d = ref.decompose_residual(model, cache).clone()
         L, H = model.cfg.n_layers, model.cfg.n_heads
@@ -278,6 +346,12 @@ def _decomp_mistakes() -> list[Mistake]:
 
     return [Mistake("the bias row is missing: add model.b_O summed over layers, broadcast to [batch, pos, d_model], "
                     "as the last component.", no_bias),
+            Mistake("the bias row is zero: it must hold the attention output biases, model.b_O summed over layers "
+                    "(they are not zero in this model).", zero_bias),
+            Mistake("the bias row holds only the last layer's b_O: sum model.b_O over *every* layer.", last_layer_bias),
+            Mistake("your per-head tensor [batch, pos, head, d_model] was reshaped to put the head axis first; "
+                    "reshape keeps the memory order and mixes heads, batch and positions. Move an axis with "
+                    "permute / movedim (or name the output axes in einsum) instead.", reshaped_heads),
             Mistake("embed and pos_embed come *after* the heads (TransformerLens's order: heads, embed, pos_embed, "
                     "bias).", embed_first),
             Mistake("your heads are ordered head by head across layers; list them layer by layer (L0H0, L0H1, ...).",
@@ -349,13 +423,18 @@ def _ablation_case(key: str, heads: list[tuple[int, int]], batch: int = 3, seq: 
 
 
 def _ablation_cases(thorough: bool) -> list[ModelCase]:
-    cases = [ModelCase("ablate head 2 of layer 1", _ablation_case("A", [(1, 2)]))]
+    cases = [ModelCase("ablate head 2 of layer 1", _ablation_case("A", [(1, 2)])),
+             ModelCase("three heads: (0, 0) and (0, 2) in layer 0, (1, 3) in layer 1",
+                       _ablation_case("A", [(0, 0), (0, 2), (1, 3)], 2, 8))]
     if thorough:
         cases += [ModelCase("two heads of layer 0", _ablation_case("D", [(0, 0), (0, 3)])),
                   ModelCase("heads in two layers, (1, 1) then (0, 2)", _ablation_case("A", [(1, 1), (0, 2)], 2, 7)),
                   ModelCase("no heads at all (logits must be unchanged)", _ablation_case("D", [])),
                   ModelCase(f"{spec_label('B')}, ablate (2, 0) and (1, 1)", _ablation_case("B", [(2, 0), (1, 1)])),
-                  ModelCase("every head of a 1-layer model", _ablation_case("C", [(0, 0), (0, 1), (0, 2)], 4, 6))]
+                  ModelCase("every head of a 1-layer model", _ablation_case("C", [(0, 0), (0, 1), (0, 2)], 4, 6)),
+                  ModelCase("heads listed out of order, (1, 3), (0, 1), (1, 0)",
+                            _ablation_case("D", [(1, 3), (0, 1), (1, 0)], 2, 9)),
+                  ModelCase("the same head listed twice, (1, 0) and (1, 0)", _ablation_case("B", [(1, 0), (1, 0)], 2, 5))]
     return cases
 
 
@@ -367,6 +446,10 @@ def _clean_logits(args: tuple) -> torch.Tensor:
 
 def _no_leftover_hooks(args: tuple, got: Any, clean: torch.Tensor) -> str | None:
     model, tokens, _ = args
+    if model.training:
+        return ("after your function returned, the model was in training mode: it was given to you in eval mode "
+                "and must be left as it was (don't call model.train(), or call model.eval() again before "
+                "returning).")
     with torch.no_grad():
         now = model(tokens)
     if compare(now, clean, rtol=1e-5, atol=1e-5) is not None:
@@ -399,8 +482,16 @@ def _ablation_mistakes() -> list[Mistake]:
     def only_first(model: Any, tokens: Any, heads: list) -> torch.Tensor:
         return ref.ablate_heads(model, tokens, heads[:1])
 
+    def late_binding(model: Any, tokens: Any, heads: list) -> torch.Tensor:
+        last = heads[-1][1] if heads else 0    # a closure made in a loop reads the loop variable's final value
+        return ref.ablate_heads(model, tokens, [(layer, last) for layer, _ in heads])
+
     return [Mistake("you zeroed the head index in every layer; only the listed (layer, head) pairs should go.",
                     every_layer),
+            Mistake("every hook zeroed the *last* head of the list: a hook function defined inside a loop looks up "
+                    "the loop variable when the model calls it, after the loop has ended. Bind the value when you "
+                    "make the hook: functools.partial(fn, head=head), or a default argument `def hook(z, hook, "
+                    "head=head)`.", late_binding),
             Mistake("only the first head of the list was ablated: every (layer, head) pair in `heads` must go "
                     "(group them by layer, one hook per layer, or one hook that loops over the list).", only_first),
             Mistake("hook_z is [batch, pos, head, d_head]: the head is the third axis (`z[:, :, head] = 0`), "
@@ -426,6 +517,9 @@ _LAYOUTS: list[tuple[str, int, dict[tuple[int, int], str]]] = [
      3, {(0, 0): "prev", (1, 1): "induction", (2, 0): "induction", (2, 2): "prev", (1, 0): "duplicate"}),
     ("a hand-built 2-layer model: induction head (1, 0), a previous-token head (1, 1) in layer 1",
      2, {(0, 2): "prev", (1, 0): "induction", (1, 1): "prev", (0, 0): "duplicate"}),
+    ("a hand-built 2-layer model: induction head (1, 0), a half-induction head (1, 2) scoring about 0.45, and a "
+     "positional head (0, 2) that always looks 5 back (an induction score of 1 at period 6 only)",
+     2, {(0, 1): "prev", (0, 2): "offset:5", (1, 0): "induction", (1, 2): "half"}),
 ]
 
 
@@ -442,18 +536,45 @@ def _normalise_heads(got: Any) -> set[tuple[int, int]] | str:
         return f"expected a list of (layer, head) pairs, got {describe(got)}"
 
 
-def _induction_model_cases(thorough: bool) -> list[tuple[str, Callable[[], Any], set[tuple[int, int]] | None]]:
-    cases = [(label, lambda n=n, layout=layout: ref.pooled(ref.handmade_induction_model, n_layers=n, layout=layout),
-              None)
-             for label, n, layout in (_LAYOUTS if thorough else _LAYOUTS[:1])]
+@dataclass
+class _FindCase:
+    """One call of find_induction_heads: a model and the keyword arguments (non-default ones are shown)."""
+    label: str
+    build: Callable[[], Any]
+    layout: dict[tuple[int, int], str]
+    kwargs: dict
+
+
+def _handmade(index: int) -> tuple[str, Callable[[], Any], dict[tuple[int, int], str]]:
+    label, n, layout = _LAYOUTS[index]
+    return label, (lambda: ref.pooled(ref.handmade_induction_model, n_layers=n, layout=layout)), layout
+
+
+def _induction_model_cases(thorough: bool) -> list[_FindCase]:
+    """Every parameter takes non-default values: a threshold either side of the half-induction head's score,
+    and a period at which the positional head passes for an induction head (so ignoring `period` or
+    `threshold` gives a different answer)."""
+    cases = [_FindCase(*_handmade(0), {}), _FindCase(*_handmade(3), {"threshold": 0.3})]
     if thorough:
-        cases.append(("a small model with random weights (it has no induction heads)",
-                      lambda: small("D"), set()))
+        cases += [_FindCase(*_handmade(1), {}), _FindCase(*_handmade(2), {}),
+                  _FindCase(*_handmade(3), {"threshold": 0.7, "period": 6}),
+                  _FindCase(*_handmade(3), {"period": 8, "n_seqs": 4}),
+                  _FindCase(*_handmade(3), {"threshold": 0.2, "period": 6, "n_seqs": 8}),
+                  _FindCase(*_handmade(3), {"threshold": 1.0, "period": 6}),   # a score of exactly 1.0 is not above 1.0
+                  _FindCase(*_handmade(1), {"period": 4}),
+                  _FindCase("a small model with random weights (it has no induction heads)",
+                            lambda: small("D"), {}, {})]
     return cases
 
 
+def _reference_heads(case: _FindCase) -> set[tuple[int, int]]:
+    with torch.no_grad():
+        return set(ref.find_induction_heads(case.build(), **case.kwargs))
+
+
 def check_find_induction_heads(fn: Callable[..., Any], thorough: bool = False) -> None:
-    """find_induction_heads(model) -> list of (layer, head) pairs whose induction score is above 0.5."""
+    """find_induction_heads(model, threshold=0.5, period=10, n_seqs=32) -> list of (layer, head) pairs whose
+    induction score is above the threshold."""
     __tracebackhide__ = True
     guard()
     name = "find_induction_heads"
@@ -465,37 +586,53 @@ def check_find_induction_heads(fn: Callable[..., Any], thorough: bool = False) -
     print(f"✓ {name}: all {len(cases)} {'thorough' if thorough else 'quick'} checks passed")
 
 
-def _find_cases(name: str, fn: Any, cases: list) -> None:
+def _find_cases(name: str, fn: Any, cases: list[_FindCase]) -> None:
     __tracebackhide__ = True
-    for i, (label, build, known) in enumerate(cases, 1):
-        where = f"case {i} of {len(cases)} ({label})"
-        layout = next((lay for lab, _, lay in _LAYOUTS if lab == label), {})
-        expected = known if known is not None else {h for h, kind in layout.items() if kind == "induction"}
-        got = _normalise_heads(call(fn, name, (build(),), None, where))
+    for i, case in enumerate(cases, 1):
+        args = ", ".join(f"{k}={v}" for k, v in case.kwargs.items())
+        where = f"case {i} of {len(cases)} ({case.label}; called with {args or 'the default arguments'})"
+        model = case.build()
+        with torch.no_grad():
+            expected = set(ref.find_induction_heads(model, **case.kwargs))   # first: the learner's call may alter it
+        got = _normalise_heads(call(fn, name, (model,), dict(case.kwargs), where))
         if isinstance(got, str):
             raise CheckFailure(f"`{name}` is wrong on {where}:\n  {got}")
         if got != expected:
             msg = (f"`{name}` is wrong on {where}:\n  expected the heads {sorted(expected)}, "
                    f"got {sorted(got)}")
-            kinds = {layout.get(h) for h in got - expected}
-            if "duplicate" in kinds:
-                msg += ("\n  Likely cause: you picked a duplicate-token head, which attends to the earlier copy of "
-                        "the current token. Score attention to the token *after* it (key i - period + 1).")
-            elif "prev" in kinds:
-                msg += ("\n  Likely cause: you picked a previous-token head; use the induction score, not the "
-                        "previous-token score.")
-            elif got < expected:
-                msg += ("\n  Likely cause: some induction heads are missing: score the heads of *every* layer, and "
-                        "keep each one whose score is above the threshold.")
-            elif got - expected:
-                msg += "\n  Likely cause: keep only the heads whose score is *above* the threshold (0.5)."
-            raise CheckFailure(msg)
+            raise CheckFailure(msg + _find_cause(case, got, expected)
+                               + upstream_note(fn, "induction_score", check_induction_head_score))
+
+
+def _find_cause(case: _FindCase, got: set[tuple[int, int]], expected: set[tuple[int, int]]) -> str:
+    """A likely cause, only where the wrong answer is what that mistake gives on this case."""
+    kinds = {case.layout.get(h) for h in got - expected}
+    kw = case.kwargs
+    if set(kw) & {"threshold", "period"}:
+        for param, default in (("threshold", 0.5), ("period", 10)):
+            if param in kw and got == _reference_heads(_FindCase(case.label, case.build, case.layout,
+                                                                  {**kw, param: default})):
+                return (f"\n  Likely cause: your function ignores its `{param}` argument (it behaves as if "
+                        f"{param}={default}): use the value it is called with.")
+    if "duplicate" in kinds:
+        return ("\n  Likely cause: you picked a duplicate-token head, which attends to the earlier copy of "
+                "the current token. Score attention to the token *after* it (key i - period + 1).")
+    if "prev" in kinds:
+        return ("\n  Likely cause: you picked a previous-token head; use the induction score, not the "
+                "previous-token score.")
+    if got < expected:
+        return ("\n  Likely cause: some induction heads are missing: score the heads of *every* layer, and "
+                "keep each one whose score is above the threshold.")
+    if kw.get("threshold") == 1.0 and got > expected:
+        return ("\n  Likely cause: a head whose score is exactly the threshold (1.0 here) is not *above* it: "
+                "compare with `>`, not `>=`.")
+    return ""
 
 
 # --------------------------------------------------------------------------- concept question
 
 # sha256 of "period_shortcut_quiz:<letter>" (see `choice_digest`), so the answer is not readable at a glance
-_SHORTCUT_DIGEST = "6963eda66f770663ab588530de0df2b27fa441e95cb7c64ac87777e06150a8d2"
+_SHORTCUT_DIGEST = "99ce1233c005492e615caf5ff0fdb67eaceac339b02a7ff073250c9f0d3fcfd0"
 
 
 def check_period_shortcut_quiz(answer: Any, thorough: bool = False) -> None:

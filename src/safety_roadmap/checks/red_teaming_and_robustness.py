@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from ..reference import red_teaming_and_robustness as ref
 from ._core import Case, CheckFailure, Mistake, call, compare, describe, guard, rng_for, run_check, trust
 from ._torch import torch_check as _torch_check
+from .interpretability_tools import upstream_note
 
 trust(torch)
 trust(torch.nn.functional)
@@ -34,7 +35,8 @@ def _words(tokens: torch.Tensor) -> str:
 
 def _wilson_cases(thorough: bool) -> list[Case]:
     cases = [Case((12, 40), "12 successes in 40 attacks"),
-             Case((0, 50), "no successes in 50 attacks (the interval still reaches above 0)")]
+             Case((0, 50), "no successes in 50 attacks (the interval still reaches above 0)"),
+             Case((3, 10, 2.576), "z = 2.576 (a 99% interval)")]
     if thorough:
         rng = rng_for(thorough, 21)
         cases += [Case((50, 50), "every attack succeeded"),
@@ -96,7 +98,7 @@ def _random_search_world(thorough: bool) -> dict:
     weights = 0.3 * torch.randn(20, generator=g)
     weights[:2], weights[2:5], weights[5:8] = 6.0, -6.0, -3.5
     allowed = torch.arange(5, 20)
-    n = 30 if thorough else 8
+    n = 16 if thorough else 8   # the sampling contract has its own cases (_random_search_contract)
     requests = torch.randint(8, 20, (n, 8), generator=g)
     requests[:, 0] = torch.randint(0, 2, (n,), generator=g)          # the harmful word, never free
     return {"weights": weights, "allowed": allowed, "requests": requests, "free": [4, 5, 6, 7]}
@@ -123,6 +125,7 @@ def check_random_search_attack(fn: Callable[..., Any], thorough: bool = False) -
             raise CheckFailure(f"`{name}` scored {scorer.rows} rows on {where}: the budget is n_queries = "
                                f"{n_queries} candidates (one extra call for the original request is tolerated).")
         successes += int(_BagScorer(world["weights"], -0.1)(out[None])[0] <= 0)
+    _random_search_contract(name, fn, thorough)
     rate = successes / len(world["requests"])
     bar = 0.8 if thorough else 0.75
     if rate < bar:
@@ -133,6 +136,98 @@ def check_random_search_attack(fn: Callable[..., Any], thorough: bool = False) -
             "not the last one or the highest.")
     print(f"✓ {name}: valid attacks within budget, {rate:.0%} success on the test filter "
           f"({'thorough' if thorough else 'quick'} check)")
+
+
+class _RecordingScorer:
+    """A black-box filter that keeps every candidate it scores (to test how the attack samples)."""
+
+    def __init__(self, weights: torch.Tensor):
+        self.weights, self.seen = weights, []
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2:
+            raise CheckFailure(f"score_fn expects a LongTensor of shape [N, L], got {describe(tokens)}")
+        self.seen.append(tokens.detach().clone())
+        return self.weights[tokens].float().mean(dim=1)
+
+
+def _random_search_contract(name: str, fn: Callable[..., Any], thorough: bool) -> None:
+    """The randomness contract: every parameter used, the given generator consumed (not the global one),
+    the same seed giving the same attack and another seed another one, and uniform draws from `allowed`."""
+    __tracebackhide__ = True
+    _uniform_draws(name, fn)
+    g = torch.Generator().manual_seed(7)
+    weights = torch.randn(30, generator=g)
+    request = torch.randint(0, 30, (9,), generator=g)
+    settings = [([6, 2, 7], torch.tensor([3, 11, 4, 25, 17, 8, 20]), 48)]   # unsorted, not a suffix
+    if thorough:
+        settings += [([0, 8], torch.arange(10, 30), 1), ([3], torch.tensor([29, 5]), 40),
+                     ([1, 4, 5, 8], torch.arange(0, 30, 3), 16)]
+    for free, allowed, n_queries in settings:
+        where = (f"request {_words(request)}, free positions {free}, allowed {allowed.tolist()}, "
+                 f"n_queries={n_queries}")
+        gen = torch.Generator().manual_seed(11)
+        before = gen.get_state()
+        scorer = _RecordingScorer(weights)
+        out = call(fn, name, (scorer, request.clone(), list(free), allowed.clone(), n_queries, gen), None, where)
+        _check_attack_output(name, out, request, request, free, allowed, where)
+        rows = sum(len(t) for t in scorer.seen)
+        if not n_queries <= rows <= n_queries + 1:
+            raise CheckFailure(f"`{name}` scored {rows} candidates on {where}: it should try exactly n_queries = "
+                               f"{n_queries} (one extra call for the original request is tolerated). Use the "
+                               "n_queries argument, not a number of your own.")
+        best = min(float(t_scores.min()) for t_scores in (weights[t].float().mean(dim=1) for t in scorer.seen))
+        if float(weights[out].float().mean()) > best + 1e-6:
+            raise CheckFailure(f"`{name}` did not return the lowest-scoring candidate it tried on {where}.")
+        if torch.equal(gen.get_state(), before):
+            raise CheckFailure(f"`{name}` never drew from the `generator` it was given on {where}: pass "
+                               "`generator=generator` to torch.randint (a global seed or torch's default generator "
+                               "makes the attack impossible to reproduce from its arguments).")
+        again = call(fn, name, (_RecordingScorer(weights), request.clone(), list(free), allowed.clone(), n_queries,
+                                torch.Generator().manual_seed(11)), None, where)
+        if not torch.equal(torch.as_tensor(again), out):
+            raise CheckFailure(f"`{name}` returned {_words(out)}, then {_words(again)} with a generator seeded the same "
+                               f"way on {where}: the attack must depend only on its arguments. Draw every random "
+                               "number from `generator`.")
+        if n_queries > 1:
+            other = _RecordingScorer(weights)
+            call(fn, name, (other, request.clone(), list(free), allowed.clone(), n_queries,
+                            torch.Generator().manual_seed(12)), None, where)
+            first = [t[:, free] for t in scorer.seen]
+            if torch.equal(torch.cat(first), torch.cat([t[:, free] for t in other.seen])):
+                raise CheckFailure(f"`{name}` tried exactly the same candidates with generators seeded 11 and 12 on "
+                                   f"{where}: the draws must come from `generator` (did you reseed it, or a global "
+                                   "generator, inside the function?).")
+
+
+def _uniform_draws(name: str, fn: Callable[..., Any]) -> None:
+    """Every allowed token is drawn, each about equally often (a chi-square test on 1200 draws; the seed is
+    fixed, so a correct sampler passes every time)."""
+    __tracebackhide__ = True
+    weights = torch.zeros(14)
+    allowed = torch.tensor([9, 2, 5, 11, 0, 7])            # unsorted, not a range
+    free, n_queries = [1, 3, 4, 5, 7, 8, 10, 12], 150
+    request = torch.tensor([6, 8, 10, 1, 3, 4, 12, 13, 1, 3, 4, 6, 8])
+    scorer = _RecordingScorer(weights)
+    where = f"n_queries={n_queries}, allowed {allowed.tolist()}, free positions {free}"
+    call(fn, name, (scorer, request.clone(), free, allowed.clone(), n_queries, torch.Generator().manual_seed(5)),
+         None, where)
+    rows = torch.cat(scorer.seen)
+    rows = rows[(rows != request).any(dim=1)]              # an extra call on the original request is not a draw
+    drawn = rows[:, free].flatten()
+    counts = torch.stack([(drawn == a).sum() for a in allowed]).double()
+    expected = len(drawn) / len(allowed)
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    if chi2 > 30.0:   # 5 degrees of freedom: a correct sampler exceeds 30 with probability ~1e-5
+        shown = ", ".join(f"{int(a)}: {int(c)}" for a, c in zip(allowed, counts))
+        never = [int(a) for a, c in zip(allowed, counts) if c == 0]
+        cause = (f" Token(s) {never} were never drawn: `torch.randint(low, high)` excludes `high`, so draw indices "
+                 "with torch.randint(0, len(allowed), ...)." if never else
+                 " Some tokens come up far more often than others: draw indices uniformly with "
+                 "torch.randint(0, len(allowed), ...), not by rounding a scaled torch.rand.")
+        raise CheckFailure(f"`{name}` does not draw the allowed tokens uniformly ({where}): over {len(drawn)} draws "
+                           f"the counts were {{{shown}}}, about {expected:.0f} each expected (chi-square {chi2:.0f})."
+                           + cause)
 
 
 def _check_attack_output(name: str, out: Any, original: torch.Tensor, request: torch.Tensor, free: list[int],
@@ -188,13 +283,14 @@ class _CausalFilter(torch.nn.Module):
         return self.from_embeddings(self.embedding(tokens))
 
 
-def _attack_world(thorough: bool, seed: int) -> tuple[_CausalFilter, list[torch.Tensor], list[int], torch.Tensor]:
-    """A filter, requests of length 7 (last 3 free), and an `allowed` set that bans the tokens with the most
-    tempting gradients (so an attack that ignores `allowed` picks them)."""
+def _attack_world(thorough: bool, seed: int, free: list[int] | None = None
+                  ) -> tuple[_CausalFilter, list[torch.Tensor], list[int], torch.Tensor]:
+    """A filter, requests of length 7 (by default the last 3 positions free), and an `allowed` set that bans the
+    tokens with the most tempting gradients (so an attack that ignores `allowed` picks them)."""
     model = _CausalFilter(16, 8, 12, seed)
     g = torch.Generator().manual_seed(seed + 1)
     requests = [torch.randint(0, 16, (7,), generator=g) for _ in range(4 if thorough else 2)]
-    free = [4, 5, 6]
+    free = [4, 5, 6] if free is None else free
     total = sum(ref.token_gradients(model, r, free).sum(0) for r in requests)
     banned = total.argsort()[:3]                                         # most negative on average
     allowed = torch.tensor([t for t in range(16) if t not in set(banned.tolist())])
@@ -214,6 +310,7 @@ def _gradient_cases(thorough: bool) -> list[Case]:
         model, requests, _, _ = _attack_world(True, 44)
         cases.append(Case((model, requests[0], [5]), "a single position"))
         cases.append(Case((model, requests[1], list(range(7))), "every position"))
+        cases.append(Case((model, requests[2], [6, 1, 4]), "positions out of order, [6, 1, 4] (rows in that order)"))
     return cases
 
 
@@ -259,6 +356,9 @@ def check_token_gradients(fn: Callable[..., Any], thorough: bool = False) -> Non
                           lambda m, t, p: -ref.token_gradients(m, t, p)),
                   Mistake("you took the gradient of sigmoid(logit) (the probability); use the logit.",
                           _grad_of_probability),
+                  Mistake("your rows come out in sorted position order (a boolean mask, or sorted positions); row i "
+                          "must belong to positions[i], in the order given: index with the list itself.",
+                          lambda m, t, p: ref.token_gradients(m, t, sorted(p))),
               ])
 
 
@@ -284,11 +384,20 @@ def _candidate_scores(model: _CausalFilter, tokens: torch.Tensor, free: list[int
 def check_gcg_step(fn: Callable[..., Any], thorough: bool = False) -> None:
     """gcg_step(model, tokens [L], free_positions, allowed, top_k) -> [L], at most one token swapped."""
     __tracebackhide__ = True
+    try:
+        _check_gcg_step(fn, thorough)
+    except CheckFailure as failure:   # a wrong token_gradients (exercise 3) is the first suspect
+        raise CheckFailure(str(failure) + upstream_note(fn, "token_gradients", check_token_gradients)) from None
+
+
+def _check_gcg_step(fn: Callable[..., Any], thorough: bool) -> None:
+    __tracebackhide__ = True
     guard()
     name = "gcg_step"
     cases = 0
-    for seed in ([51, 52, 53] if thorough else [5]):
-        model, requests, free, allowed = _attack_world(thorough, seed)
+    worlds = [(51, None), (52, [5, 1, 3]), (53, None)] if thorough else [(5, None)]
+    for seed, free_positions in worlds:   # [5, 1, 3]: free positions that are neither sorted nor a suffix
+        model, requests, free, allowed = _attack_world(thorough, seed, free_positions)
         for i, request in enumerate(requests):
             for top_k in ([1, 3, 8] if thorough else [3]):
                 original = request.clone()
@@ -317,8 +426,10 @@ class _DefenceWorld:
     def __init__(self, thorough: bool):
         g = torch.Generator().manual_seed(61 if thorough else 6)
         self.weights = torch.randn(12, generator=g)
+        if thorough:   # weights on a grid of 0.5 and bias -0.5: some scores are exactly 0 (the refusal threshold)
+            self.weights = torch.round(2 * self.weights) / 2
         self.weights[0] = 2.0                                              # the harmful word
-        self.bias = -0.3
+        self.bias = -0.5 if thorough else -0.3
         n = 40 if thorough else 15
         self.fresh = torch.randint(1, 12, (n, 6), generator=g)
         self.fresh[:, 0] = 0
@@ -327,7 +438,26 @@ class _DefenceWorld:
         self.training_attacks = torch.randint(1, 12, (n // 2 + 3, 6), generator=g)
         self.training_attacks[:, 0] = 0
         self.training_attacks[:, 3:] = self.suffix_order[:3]               # the strongest suffix, found earlier
+        if thorough:   # scores exactly at the threshold (not refused), and just above it (refused)
+            at_zero, just_above = (lambda x: x == 0.0), (lambda x: 0.0 < x < 0.5)
+            self._put(self.benign, [at_zero] * 3 + [just_above] * 2, g, harmful=False)
+            self._put(self.training_attacks, [at_zero] * 3 + [just_above] * 2, g, harmful=True)
+            self._put(self.fresh, [at_zero] * 3, g, harmful=True, unchanged_by_attack=True)
         self.calls = 0
+
+    def _put(self, rows: torch.Tensor, wanted: list, g: torch.Generator, harmful: bool,
+             unchanged_by_attack: bool = False) -> None:
+        """Overwrite the first rows with requests whose score satisfies each predicate in `wanted`."""
+        done = 0
+        while done < len(wanted):
+            row = torch.randint(1, 12, (6,), generator=g)
+            if harmful:
+                row[0] = 0
+            if unchanged_by_attack:
+                row[1] = 4                                                 # k = 0: the attack leaves it as it is
+            if wanted[done](float(self.score_fn(row[None])[0])):
+                rows[done] = row
+                done += 1
 
     def score_fn(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.weights[tokens].mean(1) + self.bias
@@ -354,6 +484,14 @@ _DEFENCE_KEYS = ("asr_training", "asr_fresh", "asr_fresh_interval", "false_refus
 @_torch_check
 def check_evaluate_defence(fn: Callable[..., Any], thorough: bool = False) -> None:
     """evaluate_defence(score_fn, attack_fn, training_attacks, fresh_requests, benign_requests) -> dict."""
+    __tracebackhide__ = True
+    try:
+        _check_evaluate_defence(fn, thorough)
+    except CheckFailure as failure:   # a learner may call their wilson_interval (exercise 1) for the interval
+        raise CheckFailure(str(failure) + upstream_note(fn, "wilson_interval", check_wilson_interval)) from None
+
+
+def _check_evaluate_defence(fn: Callable[..., Any], thorough: bool) -> None:
     __tracebackhide__ = True
     guard()
     name = "evaluate_defence"
@@ -462,13 +600,17 @@ def check_breaker_scores(fn: Callable[..., Any], thorough: bool = False) -> None
 def _threshold_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 73)
     cases = [Case((_t(np.arange(1.0, 11.0)), 0.2), "scores 1..10, at most 20% refused"),
-             Case((_t(rng.normal(size=200)), 0.05), "200 benign scores, at most 5% refused")]
+             Case((_t(rng.normal(size=200)), 0.05), "200 benign scores, at most 5% refused"),
+             Case((_t(rng.normal(size=(6, 5))), 0.1), "scores in a [6, 5] tensor (the prompt says any shape)")]
     if thorough:
         cases += [Case((_t(rng.normal(size=400) * 3 + 7), 0.02), "400 scores, at most 2%"),
                   Case((_t(rng.exponential(size=97)), 0.1), "97 skewed scores, at most 10% (9.7: round down)"),
                   Case((_t(rng.normal(size=50)), 0.0), "no false refusals allowed at all"),
                   Case((_t(np.repeat([1.0, 2.0, 3.0, 4.0], 25)), 0.3), "many tied scores"),
-                  Case((_t(rng.normal(size=(10, 10))), 0.15), "scores in a [10, 10] tensor (count them all)")]
+                  Case((_t(rng.normal(size=(10, 10))), 0.15), "scores in a [10, 10] tensor (count them all)"),
+                  Case((_t(rng.normal(size=100)), 0.29), "0.29 of 100 scores: 29 refusals allowed, although "
+                       "0.29 * 100 is 28.999999999999996 in floating point"),
+                  Case((_t(rng.normal(size=20)), 1.0), "max_false_refusal = 1.0: every benign request may be refused")]
     return cases
 
 

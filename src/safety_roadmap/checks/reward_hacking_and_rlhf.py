@@ -36,7 +36,9 @@ def _q_cases(thorough: bool) -> list[Case]:
 
     cases = [Case((np.zeros((3, 2)), 0, 1, 1.0, 2, False, 0.5, 0.9), "a zero table, reward 1, not done"),
              Case((q(6, 4), 2, 3, 0.5, 4, False, 0.1, 0.99), "a random 6x4 table"),
-             Case((q(6, 4), 1, 0, 2.0, 5, True, 0.5, 0.9), "a step that ends the episode (done=True)")]
+             Case((q(6, 4), 1, 0, 2.0, 5, True, 0.5, 0.9), "a step that ends the episode (done=True)"),
+             Case((q(7, 3), np.int64(2), np.int64(1), 0.5, np.int64(6), np.bool_(False), 0.3, 0.8),
+                  "NumPy integers and a NumPy bool (as env.step returns them)")]
     if thorough:
         cases += [Case((q(5, 3), 3, 2, -1.0, 3, False, 0.3, 0.9), "s_next == s (the agent bumped into a wall)"),
                   Case((q(4, 4), 0, 1, 1.0, 2, False, 1.0, 0.9), "alpha = 1 (jump straight to the target)"),
@@ -106,7 +108,13 @@ def _greedy_cases(thorough: bool) -> list[Case]:
                  ref.Gridworld(_LAYOUTS["tamper near"]), rng, "right")), "Q walks right into the tamper tile"),
              Case((ref.Gridworld(_LAYOUTS["corridor"], horizon=7), _policy_table(
                  ref.Gridworld(_LAYOUTS["corridor"]), rng, "up")), "Q walks into a wall until the horizon")]
+    tie_env = ref.Gridworld(_LAYOUTS["tamper near"], horizon=9)
+    ties = np.zeros((tie_env.n_states, tie_env.n_actions))
+    ties[:, 1] = ties[:, 2] = 1.0
+    cases.append(Case((tie_env, ties), "'right' and 'down' tie everywhere (np.argmax picks the lower index, 'right')"))
     if thorough:
+        cases.append(Case((ref.Gridworld(_LAYOUTS["walls"], horizon=6), np.zeros((20, 4))),
+                          "a Q table of zeros: all four actions tie ('up' wins)"))
         for name, layout in _LAYOUTS.items():
             for kind in ("random", "down", "random"):
                 env = ref.Gridworld(layout, horizon=int(rng.integers(5, 25)), tamper_proxy=float(rng.uniform(2, 5)),
@@ -131,6 +139,9 @@ def check_greedy_returns(fn: Callable[..., Any], thorough: bool = False) -> None
     __tracebackhide__ = True
     run_check("greedy_returns", fn, ref.greedy_returns, _greedy_cases(thorough), rtol=1e-9, atol=1e-9,
               thorough=thorough, mistakes=[
+                  Mistake("ties went to the *highest* action index; np.argmax(Q[s]) picks the lowest one, and the "
+                          "task asks for the same.", lambda env, Q: ref.greedy_returns(env, Q - 1e-9 * np.arange(
+                              Q.shape[1])[::-1] * (Q == Q.max(axis=1, keepdims=True)))),
                   Mistake("you picked the action with the *lowest* Q value; greedy means np.argmax(Q[s]).",
                           lambda env, Q: ref.greedy_returns(env, -Q)),
                   Mistake("you discounted the rewards; this evaluation reports plain (undiscounted) totals.",
@@ -154,9 +165,10 @@ def _logprob_cases(thorough: bool) -> list[Case]:
         return logits, tokens
 
     cases = [Case(case(2, 3, 5), "batch 2, 3 positions, 5 words"),
-             Case(case(4, 6, 11), "batch 4, 6 positions, 11 words")]
+             Case(case(4, 6, 11), "batch 4, 6 positions, 11 words"),
+             Case(case(None, 5, 7), "one response without a batch axis: logits [T, V]")]   # the prompt's [..., T, V]
     if thorough:
-        cases += [Case(case(None, 5, 7), "one response without a batch axis: logits [T, V]"),
+        cases += [Case(case(None, 3, 4), "another response without a batch axis"),
                   Case(case(3, 4, 6, 300.0), "large logits (a naive exp overflows)"),
                   Case(case(2, 5, 9, 1.0, torch.float64), "float64 logits"),
                   Case(case(1, 1, 2), "a single position, two words"),
@@ -164,6 +176,9 @@ def _logprob_cases(thorough: bool) -> list[Case]:
         logits, tokens = case(3, 4, 5)
         cases.append(Case((logits.transpose(0, 1).contiguous().transpose(0, 1), tokens),
                           "non-contiguous logits (a transposed view)"))
+        logits, tokens = case(2, 3, 6)
+        cases.append(Case((logits * torch.tensor([200.0, 1.0, 0.01])[None, :, None], tokens),
+                          "positions on very different scales (logits near ±200, ±1 and ±0.01)"))
     return cases
 
 
@@ -181,7 +196,15 @@ def check_response_log_probs(fn: Callable[..., Any], thorough: bool = False) -> 
                           lambda lg, tok: lg.log_softmax(-2).gather(-1, tok.unsqueeze(-1)).squeeze(-1)),
                   Mistake("log(softmax(...)) underflows to -inf for large logits: use log_softmax.",
                           lambda lg, tok: torch.log(lg.softmax(-1)).gather(-1, tok.unsqueeze(-1)).squeeze(-1)),
+                  Mistake("you subtracted one maximum over the whole tensor; each distribution needs its own "
+                          "(`logits.max(dim=-1, keepdim=True)`), or use log_softmax(dim=-1).",
+                          lambda lg, tok: _global_shift_log_softmax(lg).gather(-1, tok.unsqueeze(-1)).squeeze(-1)),
               ])
+
+
+def _global_shift_log_softmax(x: torch.Tensor) -> torch.Tensor:
+    x = x - x.max()
+    return x - torch.log(torch.exp(x).sum(-1, keepdim=True))
 
 
 # --------------------------------------------------------------------------- losses with gradients
@@ -291,7 +314,9 @@ def _kl_cases(thorough: bool) -> list[Case]:
                   Case(pair((2, 3, 5), 1.0, torch.float64), "float64 logits"),
                   Case((_t([[8.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), _t([[0.0, 0.0, 0.0], [8.0, 0.0, 0.0]])),
                        "a confident p against a uniform q, and the reverse (KL is not symmetric)"),
-                  Case(pair((5, 6, 11), 2.0), "[5, 6, 11] with logits of scale 2")]
+                  Case(pair((5, 6, 11), 2.0), "[5, 6, 11] with logits of scale 2"),
+                  Case(tuple(x * torch.tensor([[300.0], [1.0], [0.01]]) for x in pair((3, 6))),
+                       "rows on very different scales (logits near ±300, ±1 and ±0.01)")]
     return cases
 
 
@@ -310,6 +335,10 @@ def check_per_token_kl(fn: Callable[..., Any], thorough: bool = False) -> None:
                           lambda p, q: (p.softmax(0) * (p.log_softmax(0) - q.log_softmax(0))).sum(0)),
                   Mistake("log(softmax(...)) gives -inf * 0 = nan for near-one-hot distributions: use log_softmax.",
                           lambda p, q: (p.softmax(-1) * (torch.log(p.softmax(-1)) - torch.log(q.softmax(-1)))).sum(-1)),
+                  Mistake("you subtracted one maximum over the whole tensor; each distribution needs its own "
+                          "(`max(dim=-1, keepdim=True)`), or use log_softmax(dim=-1).",
+                          lambda p, q: (_global_shift_log_softmax(p).exp() * (_global_shift_log_softmax(p)
+                                                                              - _global_shift_log_softmax(q))).sum(-1)),
               ])
 
 
@@ -356,7 +385,9 @@ def _reinforce_cases(thorough: bool) -> list[Case]:
 
     lp, r = batch(6)
     cases = [Case((_t([-1.0, -2.0, -0.5]), _t([1.0, 0.0, 2.0]), 1.0), "three responses, baseline 1.0"),
-             Case((lp, r, float(r.mean())), "6 responses, baseline = their mean reward")]
+             Case((lp, r, float(r.mean())), "6 responses, baseline = their mean reward"),
+             Case((lp, r, r.mean()), "the baseline as a 0-d tensor (the prompt allows it)"),
+             Case((lp, r, _t(rng.normal(size=6))), "a per-response baseline tensor [B] (the prompt allows it)")]
     if thorough:
         lp, r = batch(10)
         cases += [Case((lp, r, 0.0), "baseline 0 (plain REINFORCE)"),
@@ -420,7 +451,13 @@ def _constitution_cases(thorough: bool) -> list[Case]:
                   Case((*responses(12, 3, 3), [helpful, varied]), "many ties (3 words, length 3)"),
                   Case((np.array([[5, 5, 0, 0]]), np.array([[1, 2, 3, 4]]), [helpful, polite]),
                        "helpfulness and politeness disagree; the weights decide"),
-                  Case((*responses(6, 5), []), "an empty constitution (every pair is a tie)")]
+                  Case((*responses(6, 5), []), "an empty constitution (every pair is a tie)"),
+                  Case((np.array([[0, 0, 0, 2], [0, 2, 2, 2]]), np.array([[1, 2, 2, 2], [2, 2, 2, 2]]),
+                        [ref.Principle("Tip A.", 0.1, _count({0})), ref.Principle("Tip B.", 0.3, _count({1}))]),
+                       "totals 0.1*3 and 0.3*1: equal on paper, 0.30000000000000004 vs 0.3 in floats (a tie)"),
+                  Case((np.array([[0, 3], [3, 3], [0, 0]]), np.array([[3, 3], [0, 3], [3, 0]]),
+                        [ref.Principle("A tiny preference for word 0.", 5e-9, _count({0}))]),
+                       "totals 5e-9 apart: more than 1e-9, so not a tie (np.isclose's default tolerance is too loose)")]
     return cases
 
 
@@ -434,6 +471,9 @@ def check_constitutional_ai_labels(fn: Callable[..., Any], thorough: bool = Fals
 
     run_check("constitutional_ai_labels", fn, ref.constitutional_ai_labels, _constitution_cases(thorough),
               rtol=0, atol=1e-12, thorough=thorough, mistakes=[
+                  Mistake("you tested the totals for exact equality; floating-point sums that are equal on paper can "
+                          "differ in the last bit (0.1 * 3 != 0.3). Call it a tie when they are within 1e-9.",
+                          lambda a, b, c: _exact_tie_labels(a, b, c)),
                   Mistake("the labels are reversed: 1.0 means the judge prefers response a.",
                           lambda a, b, c: 1.0 - ref.constitutional_ai_labels(a, b, c)),
                   Mistake("you ignored the principles' weights: total = sum(weight * score).", unweighted),
@@ -445,12 +485,18 @@ def check_constitutional_ai_labels(fn: Callable[..., Any], thorough: bool = Fals
               ])
 
 
+def _exact_tie_labels(a: np.ndarray, b: np.ndarray, constitution: Any) -> np.ndarray:
+    totals = [(sum(p.weight * p.score(x) for p in constitution), sum(p.weight * p.score(y) for p in constitution))
+              for x, y in zip(a, b)]
+    return np.array([0.5 if ta == tb else float(ta > tb) for ta, tb in totals])
+
+
 # --------------------------------------------------------------------------- concept questions
 
 _DIGESTS = {  # sha256 of "<exercise>:<letter>" (see _core.choice_digest)
-    "deceptive_alignment_quiz": "f2212b8b0c3f3f2590e2555513ef62978ad94eb153391947ca06dc5f86d105e6",
-    "alignment_faking_quiz": "3d394275cc4d8a46440eafd34f6c2b746bec8c38101f250ab535bcc7d8d21867",
-    "scalable_oversight_quiz": "24e64012f8f34413ad2dd8bdc30b7cef1b3fd29ca1d560f407e286e43c9fec18",
+    "deceptive_alignment_quiz": "7f618713f7a33f22693e6f4c26e3977059acb0be0ef4bd1f626fcbe098ed3749",
+    "alignment_faking_quiz": "d2011ad004a5d1e148204a20417f83fcf5a3992cd301ab46bc2cae736c13ee6a",
+    "scalable_oversight_quiz": "086e5c183791badaee0a479494a22a676ea4d8fe099aa67aa11fc0496be8776c",
 }
 
 

@@ -117,10 +117,11 @@ def ablate_heads(model: Any, tokens: torch.Tensor, heads: Sequence[tuple[int, in
     return model.run_with_hooks(tokens, fwd_hooks=hooks)
 
 
-def find_induction_heads(model: Any, threshold: float = 0.5, period: int = 10, n_seqs: int = 32,
-                         seed: int = 0) -> list[tuple[int, int]]:
-    """Every (layer, head) whose induction score on repeated random tokens exceeds `threshold`, sorted."""
-    tokens = repeated_tokens(n_seqs, period, model.cfg.d_vocab, seed)
+def find_induction_heads(model: Any, threshold: float = 0.5, period: int = 10, n_seqs: int = 32
+                         ) -> list[tuple[int, int]]:
+    """Every (layer, head) whose induction score on repeated random tokens exceeds `threshold`, sorted.
+    (The learner's signature: the tokens come from `repeated_tokens` with its default seed.)"""
+    tokens = repeated_tokens(n_seqs, period, model.cfg.d_vocab)
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"))
     found = []
@@ -132,22 +133,28 @@ def find_induction_heads(model: Any, threshold: float = 0.5, period: int = 10, n
 
 # --------------------------------------------------------------------------- models for checks
 
-_POOL: dict[str, tuple[Any, dict[str, torch.Tensor]]] = {}
+_POOL: dict[str, tuple[Any, list[tuple[torch.Tensor, torch.Tensor]]]] = {}
 
 
 def pooled(builder: Any, **kwargs: Any) -> Any:
     """`builder(**kwargs)`, built once per process and restored on every call: original weights,
     no hooks (permanent ones included), eval mode, no gradients. Checks use it so that a model is
-    booted once, however many checks run, and whatever a learner's function did to it last time."""
+    booted once, however many checks run, and whatever a learner's function did to it last time.
+
+    Weights are restored by copying into the live tensors (a bridge's `load_state_dict` costs tens of
+    milliseconds, and a thorough check restores a model on every case)."""
     key = f"{builder.__name__}:{sorted(kwargs.items())!r}"
     if key not in _POOL:
         model = builder(**kwargs)
-        _POOL[key] = (model, {k: v.clone() for k, v in model.state_dict().items()})
-    model, state = _POOL[key]
+        live = model.state_dict(keep_vars=True)
+        _POOL[key] = (model, [(t, t.detach().clone()) for t in live.values()])
+    model, saved = _POOL[key]
     model.reset_hooks(including_permanent=True)
-    model.load_state_dict(state)
+    with torch.no_grad():
+        for tensor, original in saved:
+            tensor.copy_(original)
     model.zero_grad(set_to_none=True)
-    return model.eval()
+    return model.eval() if model.training else model
 
 
 
@@ -190,8 +197,11 @@ def handmade_induction_model(n_layers: int, layout: dict[tuple[int, int], str], 
     `layout` maps (layer, head) to "prev" (attends to the previous position; in layer 0 it also copies
     that token into a 'previous token' subspace), "induction" (attends to the position after the
     earlier copy of the current token, reading that subspace; copies the token to the output),
-    or "duplicate" (attends to the earlier copy of the current token itself). Other heads are zero.
-    Vocabulary 20, context 24, no layer norm.
+    "duplicate" (attends to the earlier copy of the current token itself), "half" (induction and
+    duplicate at once: about half its attention on the induction target, an induction score near
+    0.45 at any period), or "offset:k" (a positional head that always attends k positions back: it
+    scores as an induction head only at period k + 1, like the fixed-period shortcut of the chapter).
+    Other heads are zero. Vocabulary 20, context 24, no layer norm.
     """
     from transformer_lens import TransformerBridge, TransformerBridgeConfig
 
@@ -222,11 +232,17 @@ def handmade_induction_model(n_layers: int, layout: dict[tuple[int, int], str], 
             k[r + torch.arange(V), PREV + torch.arange(V)] = 1.0
             v[r + torch.arange(V), torch.arange(V)] = 1.0
             o[OUT + torch.arange(V), r + torch.arange(V)] = 1.0
-        elif kind == "duplicate":
+        elif kind in ("duplicate", "half"):
             q[r + torch.arange(V), torch.arange(V)] = s
             k[r + torch.arange(V), torch.arange(V)] = 1.0
             q[r + V + torch.arange(N), POS + torch.arange(N)] = s       # and not itself
             k[r + V + torch.arange(N), POS + torch.arange(N)] = -1.0
+            if kind == "half":                                          # the induction target as well
+                k[r + torch.arange(V), PREV + torch.arange(V)] = 1.0
+        elif kind.startswith("offset:"):
+            back = int(kind.split(":")[1])
+            q[r + torch.arange(N), POS + torch.arange(N)] = s
+            k[r + back + torch.arange(N - back), POS + torch.arange(N - back)] = 1.0
         else:
             raise ValueError(f"unknown head kind {kind!r}")
     model.load_state_dict(sd)
