@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from safety_roadmap import activation_patching_task as task
+from safety_roadmap.toys import activation_patching as task
 
 pytestmark = pytest.mark.slow
 

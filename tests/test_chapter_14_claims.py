@@ -100,7 +100,7 @@ def test_sae_sweep_frontier_and_recovery(seed: int) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_resid_sae_keeps_most_of_the_loss_and_finds_character_latents(seed: int) -> None:
     pytest.importorskip("transformer_lens")
-    from safety_roadmap import superposition_and_saes_models as models
+    from safety_roadmap.toys import superposition_and_saes as models
 
     model, _ = models.train_char_model(steps=300, seed=seed, progress=False)
     train_ids, val_ids = models.corpus_ids()

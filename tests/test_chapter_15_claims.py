@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from safety_roadmap import probes_steering_and_backdoors_models as toy
+from safety_roadmap.toys import probes_steering_and_backdoors as toy
 from safety_roadmap.reference import probes_steering_and_backdoors as ref
 
 SEEDS = [0, 1, 2]

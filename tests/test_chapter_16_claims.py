@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from safety_roadmap import evals_toys as toys
+from safety_roadmap.toys import evals_and_control as toys
 from safety_roadmap.reference import evals_and_control as ref
 
 SEEDS = [0, 1, 2]

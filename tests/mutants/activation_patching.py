@@ -13,7 +13,7 @@ import torch
 import transformer_lens  # noqa: F401  (warm-up)
 from transformer_lens import patching
 
-from safety_roadmap import activation_patching_task as task
+from safety_roadmap.toys import activation_patching as task
 from safety_roadmap.checks import activation_patching as checks
 from safety_roadmap.reference import activation_patching as ref
 from safety_roadmap.reference import interpretability_tools as ref12

@@ -10,7 +10,7 @@ import torch
 import transformer_lens  # noqa: F401  (warm-up)
 from sklearn.metrics import roc_auc_score
 
-from safety_roadmap import probes_steering_and_backdoors_models as toy
+from safety_roadmap.toys import probes_steering_and_backdoors as toy
 from safety_roadmap.checks import probes_steering_and_backdoors as checks
 from safety_roadmap.reference import probes_steering_and_backdoors as ref
 

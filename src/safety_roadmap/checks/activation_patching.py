@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import activation_patching_task as task
+from ..toys import activation_patching as task
 from ..reference import activation_patching as ref
 from ..reference import interpretability_tools as ref12
 from ._core import Case, Mistake, check_choice, compare, describe, non_contiguous, rng_for, run_check, trust

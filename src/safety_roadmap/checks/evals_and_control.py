@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import evals_toys as toys
+from ..toys import evals_and_control as toys
 from ..reference import evals_and_control as ref
 from ._core import (Case, CheckFailure, Mistake, call, check_choice, compare, describe, guard, non_contiguous,
                     rng_for, run_check, trust)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import probes_steering_and_backdoors_models as toy
+from ..toys import probes_steering_and_backdoors as toy
 from ..reference import interpretability_tools as ref12
 from ..reference import probes_steering_and_backdoors as ref
 from ._core import (Case, CheckFailure, Mistake, call, check_choice, compare, describe, guard, non_contiguous, rng_for,

@@ -1,7 +1,7 @@
 """Reference solutions for chapter 13 (activation patching on a toy indirect-object task).
 
 The task, its model and the experiments behind the chapter's claims live in
-`safety_roadmap.activation_patching_task`.
+`safety_roadmap.toys.activation_patching`.
 
 The checks compare learners' answers with these and with `transformer_lens.patching`.
 TransformerLens is imported only inside the functions that need it.
@@ -16,7 +16,7 @@ import torch
 
 # --------------------------------------------------------------------------- the toy IOI task
 
-from ..activation_patching_task import D_VOCAB, SEQ_LEN, IOIBatch, corrupt, ioi_batch  # noqa: E402,F401
+from ..toys.activation_patching import D_VOCAB, SEQ_LEN, IOIBatch, corrupt, ioi_batch  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------- metrics
@@ -219,7 +219,7 @@ def chapter_experiment(seed: int = 0, steps: int = 300, shortcut_steps: int = 15
     accuracies (detection model and fixed-template shortcut model), per-head component recoveries on
     the discovery prompts, the heads selected there, and the held-out confirmation of those heads
     against the remaining ones. Tests re-run it with other seeds."""
-    from .. import activation_patching_task as task
+    from ..toys import activation_patching as task
 
     model = task.train_ioi_model(seed, steps)
     shortcut = task.train_ioi_model(seed, shortcut_steps, templates=[0])
@@ -259,7 +259,7 @@ def chapter_experiment(seed: int = 0, steps: int = 300, shortcut_steps: int = 15
 
 def _attribution_vs_patching(model: Any, discovery: IOIBatch, template: int = 2) -> dict[str, float]:
     """Normalised real and estimated effects of patching resid_pre at (layer 0, X) and (layer 1, last)."""
-    from .. import activation_patching_task as task
+    from ..toys import activation_patching as task
 
     rows = discovery.template == template
     batch = IOIBatch(*(t[rows] for t in discovery))
@@ -276,7 +276,7 @@ def _attribution_vs_patching(model: Any, discovery: IOIBatch, template: int = 2)
 
 
 def _families(batch: IOIBatch) -> dict[str, torch.Tensor]:
-    from ..activation_patching_task import PAIR_FIRST, TEMPLATES
+    from ..toys.activation_patching import PAIR_FIRST, TEMPLATES
 
     fixed = batch.template == 0
     pair_first = torch.isin(batch.template, torch.tensor(PAIR_FIRST))

@@ -1,7 +1,7 @@
 """Reference solutions for chapter 16 (evaluations, sandbagging and AI control).
 
 The toy worlds the chapter runs on (the addition task and its models, the gridworld, the control
-game's fixed parts) live in `safety_roadmap.evals_toys`; this module holds the exercises' answers.
+game's fixed parts) live in `safety_roadmap.toys.evals_and_control`; this module holds the exercises' answers.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..evals_toys import GRID, accuracy, features, step, usefulness
+from ..toys.evals_and_control import GRID, accuracy, features, step, usefulness
 
 # --------------------------------------------------------------------------- exercises: error bars
 

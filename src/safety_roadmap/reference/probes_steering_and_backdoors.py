@@ -2,7 +2,7 @@
 
 The checks compare learners' answers with these; the notebook imports them when a learner is stuck
 ("way forward" lines). The toy language and its model live in
-`safety_roadmap.probes_steering_and_backdoors_models`.
+`safety_roadmap.toys.probes_steering_and_backdoors`.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import torch
 
-from .. import probes_steering_and_backdoors_models as toy
+from ..toys import probes_steering_and_backdoors as toy
 from .red_teaming_and_robustness import wilson_interval   # chapter 11's
 
 # --------------------------------------------------------------------------- 1. linear probes

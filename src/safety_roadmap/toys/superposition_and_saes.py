@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .reference.superposition_and_saes import next_token_loss
-from .reference.train_mini_gpt import CHARSET, corpus_tokenizer, load_corpus, sample_batch
+from ..reference.superposition_and_saes import next_token_loss
+from ..reference.train_mini_gpt import CHARSET, corpus_tokenizer, load_corpus, sample_batch
 
 N_CTX = 32
 CORPUS_CHARS = 200_000
