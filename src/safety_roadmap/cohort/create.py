@@ -86,6 +86,7 @@ def init_cohort(course_dir: Path, cur: Curriculum, root: Path, chapter_ids: list
     if not (course_dir / layout.CONFIG_FILE).exists():
         (course_dir / layout.CONFIG_FILE).write_text(
             CONFIG_TEXT.format(course_id=layout.COURSE_ID, timeout=int(timeout)), encoding="utf-8")
+        layout.trust_config(course_dir)
         done.append(f"wrote {layout.CONFIG_FILE}")
     if not (course_dir / "README.md").exists():
         (course_dir / "README.md").write_text(README_TEXT.format(title=cur.title), encoding="utf-8")
