@@ -221,8 +221,9 @@ def arm(secret_path: str, chapter: str = "") -> None:
     def attest(label: str, thorough: bool) -> None:
         counter[0] += 1
         n = counter[0]
-        publish({"kind": "check", "n": n, "label": label, "thorough": bool(thorough),
-                 "mac": sign(key, n, label, thorough)})
+        for send in _PUBLISH:
+            send({"kind": "check", "n": n, "label": label, "thorough": bool(thorough),
+                  "mac": sign(key, n, label, thorough)})
 
     def changed() -> str:
         for name, mod in modules.items():

@@ -145,6 +145,12 @@ def scan(source: str, course_lines: Iterable[str] = ()) -> list[tuple[int, str]]
                 add(node, _module_reason(_dotted(node)))
         elif isinstance(node, ast.Name) and node.id in NAMES:
             add(node, f"{NAMES[node.id]} (`{node.id}`)")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                node.func.attr in ("run_line_magic", "run_cell_magic"):   # %time CODE, %%timeit ... CODE
+            for arg in node.args[1:]:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    for _, why in scan(arg.value, course):
+                        add(node, why)
         elif isinstance(node, ast.Constant) and isinstance(node.value, str):
             for mod in ("safety_roadmap.checks", "safety_roadmap.reference"):
                 if mod in node.value:
