@@ -58,7 +58,10 @@ With roadmap:
 With plain nbgrader, from this folder: `nbgrader release_assignment <chapter>`,
 `nbgrader collect <chapter>`, `nbgrader autograde <chapter>`, `nbgrader formgrader`,
 `nbgrader generate_feedback <chapter>`, `nbgrader export`. Both share the gradebook.
-Student code runs in the grader's own Python: nbgrader is not a sandbox.
+`roadmap cohort grade` runs each submission's kernel in a bubblewrap sandbox and flags
+tampering; plain `nbgrader autograde` runs student code as you, unsandboxed.
+roadmap loads nbgrader_config.py only while its hash is the trusted one: after editing it,
+pass --trust-config once.
 '''
 
 
