@@ -98,6 +98,7 @@ def test_grading_refuses_without_a_sandbox_unless_told(tmp_path: Path, monkeypat
 
     root = fx.make_course(tmp_path / "course")
     init_cohort(tmp_path / "cohort", load_curriculum(root / "curriculum.yaml"), root, [fx.ALPHA])
+    fx.submit(tmp_path / "cohort", "someone", fx.ALPHA, '{"cells": [')   # corrupt: graded without a kernel
     monkeypatch.setattr(sandbox, "unavailable", lambda: f"bubblewrap (`bwrap`) is not installed: {sandbox.FIX}")
     monkeypatch.setenv("SAFETY_ROADMAP_ROOT", str(root))
     rc = main(["cohort", "grade", str(tmp_path / "cohort")])
@@ -105,8 +106,11 @@ def test_grading_refuses_without_a_sandbox_unless_told(tmp_path: Path, monkeypat
     assert rc != 0 and len(err) == 1
     assert "cannot sandbox student code" in err[0] and "apt-get install bubblewrap" in err[0]
     assert "--no-sandbox" in err[0]
-    # with --no-sandbox it runs (nothing submitted yet, so nothing to grade)
-    assert grade.grade_cohort(tmp_path / "cohort", use_sandbox=False, say=lambda s: None).graded == []
+    assert not (tmp_path / "cohort" / ".roadmap" / "graded.json").exists()
+    # with --no-sandbox it runs, and says so
+    rc = main(["cohort", "grade", str(tmp_path / "cohort"), "--no-sandbox"])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.startswith("WARNING: --no-sandbox") and "graded 1 submission(s)" in out
 
 
 def test_a_course_folder_the_sandbox_would_show_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,6 +118,5 @@ def test_a_course_folder_the_sandbox_would_show_is_refused(monkeypatch: pytest.M
     assert sandbox.exposes(inside) == sandbox.package_dir()
     assert sandbox.exposes(Path("/tmp/cohort")) is None
     monkeypatch.setattr(sandbox, "unavailable", lambda: "")
-    monkeypatch.setattr(grade.layout, "require_cohort", lambda d: Path(d))
     with pytest.raises(RoadmapError, match="which the sandbox shows to student code"):
-        grade.grade_cohort(inside)
+        grade.require_sandbox(inside)

@@ -577,14 +577,6 @@ def grade_cohort(course_dir: Path, *, workers: int | None = None, timeout: int |
     workers = workers or default_workers()
     if workers < 1:
         raise RoadmapError("--workers must be at least 1")
-    if use_sandbox:
-        why = sandbox.unavailable()
-        if why:
-            raise RoadmapError(f"cannot sandbox student code: {why}")
-        shown = sandbox.exposes(course_dir)
-        if shown:
-            raise RoadmapError(f"{course_dir} lies inside {shown}, which the sandbox shows to student code; "
-                               "move the course folder elsewhere (for example under your home folder)")
     if trust_config and (course_dir / layout.CONFIG_FILE).exists():
         layout.trust_config(course_dir)
     file_config = layout.load_file_config(course_dir)
@@ -633,6 +625,8 @@ def grade_cohort(course_dir: Path, *, workers: int | None = None, timeout: int |
         run.seconds = time.monotonic() - start
         return run
 
+    if use_sandbox:   # checked once there is student code to run
+        require_sandbox(course_dir)
     lock = _lock(course_dir)
     try:
         _grade(course_dir, todo, run, state, state_path, workers=workers, timeout=timeout, memory_mb=memory_mb,
@@ -731,6 +725,17 @@ def _grade(course_dir: Path, todo: list[Submission], run: GradeRun, state: dict[
             run.errors.append(guard.install(working))
             layout.write_json(state_path, state)
         shutil.rmtree(run_tmp, ignore_errors=True)
+
+
+def require_sandbox(course_dir: Path) -> None:
+    """One line naming the fix when bubblewrap cannot sandbox student code here, or would show the course."""
+    why = sandbox.unavailable()
+    if why:
+        raise RoadmapError(f"cannot sandbox student code: {why}")
+    shown = sandbox.exposes(course_dir)
+    if shown:
+        raise RoadmapError(f"{course_dir} lies inside {shown}, which the sandbox shows to student code; "
+                           "move the course folder elsewhere (for example under your home folder)")
 
 
 def _lock(course_dir: Path) -> Any:
