@@ -332,13 +332,6 @@ for path in [{str(writes["gradebook"])!r}]:
         print("WROTE", path)
     except Exception as exc:
         print("BLOCKED", type(exc).__name__)
-try:
-    from nbgrader.api import Gradebook
-    with Gradebook("sqlite:///" + {str(writes["gradebook"])!r}) as gb:
-        gb.update_or_create_student("vandal-friend")
-    print("WROTE gradebook via nbgrader")
-except Exception as exc:
-    print("BLOCKED", type(exc).__name__)
 for path, text in [({str(writes["victim"])!r}, "vandalised"), ({str(writes["own"])!r}, "swapped"),
                    ({str(writes["config"])!r}, "\\nc.Execute.timeout = 1\\n")]:
     try:

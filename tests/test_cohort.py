@@ -119,6 +119,32 @@ def test_unusable_submissions_are_recognised_before_anything_runs(tmp_path: Path
     assert "not a notebook" in grade._notebook_problem(sub)
 
 
+def test_notebooks_nbgrader_would_refuse_are_named_before_anything_runs(tmp_path: Path) -> None:
+    _, course_dir = make_cohort_dir(tmp_path)
+    ids = grade._grade_ids(course_dir)
+    assert ids == {fx.ALPHA: {"double", "add_one"}, fx.BETA: {"square", "total"}}
+    assert grade.metadata_problem(fx.release(course_dir, fx.ALPHA), fx.ALPHA, ids) == ""
+    other = grade.metadata_problem(fx.release(course_dir, fx.BETA), fx.ALPHA, ids)
+    assert other == f"this is {fx.BETA}'s notebook (its graded cells are {fx.BETA}'s), handed in as {fx.ALPHA}"
+    renamed = fx.edit(fx.release(course_dir, fx.ALPHA), "double",
+                      lambda c: c["metadata"]["nbgrader"].update(grade_id="double_v2"))
+    assert "'double_v2' is not one of 01_alpha's" in grade.metadata_problem(renamed, fx.ALPHA, ids)
+    no_id = fx.edit(fx.release(course_dir, fx.ALPHA), "double", lambda c: c["metadata"]["nbgrader"].pop("grade_id"))
+    assert "KeyError: 'grade_id'" in grade.metadata_problem(no_id, fx.ALPHA, ids)
+
+
+def test_nbgrader_failures_show_the_real_cause_without_temporary_paths() -> None:
+    log = ("[AutogradeApp | ERROR] There was an error processing assignment: /tmp/roadmap-cohort-x1/grade-y/"
+           "course/submitted/s/01_alpha\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
+           "RuntimeError: Inconsistent checksums for cell double\n"
+           "[AutogradeApp | ERROR] There was an error processing assignment '01_alpha' for student 's'\n"
+           "nbgrader.api.NbGraderException: Please see the the above traceback for details on the specific errors")
+    text = grade.explain({"log": log})
+    assert text.startswith("RuntimeError: Inconsistent checksums for cell double (a test or read-only cell")
+    assert "/tmp" not in text
+    assert grade.explain({"log": "KeyError: 'grade_id'"}).endswith("(a cell's grade id was renamed or removed)")
+
+
 def test_execution_problems_are_named() -> None:
     def err(name: str, value: str = "") -> dict:
         return {"output_type": "error", "ename": name, "evalue": value, "traceback": []}
@@ -181,6 +207,7 @@ def test_cohort_end_to_end(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Traceback" not in run.stderr and "WARNING" not in run.stdout
     out = run.stdout
+    (tmp_path / "grade-stdout.txt").write_text(out)   # for a look afterwards (pytest --basetemp keeps it)
     assert f"graded {len(expected)} submission(s)" in out
 
     # every score, exactly: cheats gained nothing, honest work lost nothing
@@ -199,7 +226,6 @@ def check_problems_are_named(out: str) -> None:
                           (f"looper/{fx.ALPHA}", "ran past the 6 s time limit"),
                           (f"looper/{fx.BETA}", "still busy after the interrupt"),
                           (f"crasher/{fx.ALPHA}", "the kernel died in cell"),
-                          (f"killer/{fx.ALPHA}", "the kernel died in cell"),
                           (f"hog/{fx.BETA}", "ran out of memory (limit 1024 MB"),
                           ("perfect/99_typo", "unknown assignment '99_typo'")]:
         assert any(line.strip().startswith(f"{key}:") and fragment in line for line in out.splitlines()), (key, out)
@@ -211,9 +237,8 @@ def check_sandbox_held(course_dir: Path, protected: dict[Path, bytes], out: str)
 
     for path, data in protected.items():
         assert path.read_bytes() == data, f"{path} was changed by a submission"
-    assert "vandal-friend" not in {s[0] for s in fx.gradebook_state(course_dir / "gradebook.db")["students"]}
     vandal = outputs(course_dir, "vandal")
-    assert "WROTE" not in vandal and vandal.count("BLOCKED") == 5, vandal
+    assert "WROTE" not in vandal and vandal.count("BLOCKED") == 4, vandal
     finder = outputs(course_dir, "finder")
     assert "WROTE" not in finder and "FOUND []" in finder, finder
     reader = outputs(course_dir, "reader")
@@ -233,7 +258,7 @@ def check_in_kernel_cheats_are_flagged(course_dir: Path, in_kernel: set[str], ou
         if student != "patch_core":   # its guard replacement makes nothing raise...
             assert any(integrity.passes(c) for c in tests), student   # ...nbgrader alone would have given points
         lines = [line for line in out.splitlines() if line.strip().startswith(f"{student}/{fx.ALPHA}:")]
-        flagged = {line.split(":")[2].strip() for line in lines}
+        flagged = {ex.strip() for line in lines for ex in line.split(":")[1].split(",")}
         assert {"double", "add_one"} <= flagged, (student, lines)
     honest = [line for line in out.splitlines() if line.strip().startswith(("perfect/", "partial/", "untouched/"))]
     assert honest == [] or all("unknown assignment" in line for line in honest), honest

@@ -107,8 +107,8 @@ def _grade_ids(course_dir: Path) -> dict[str, set[str]]:
     con = sqlite3.connect(f"file:{course_dir / layout.GRADEBOOK}?mode=ro", uri=True)
     try:
         out: dict[str, set[str]] = {}
-        for a, gid in con.execute("SELECT a.name, c.name FROM grade_cell c JOIN notebook n ON c.notebook_id = n.id "
-                                  "JOIN assignment a ON n.assignment_id = a.id"):
+        for a, gid in con.execute("SELECT a.name, b.name FROM base_cell b JOIN notebook n ON b.notebook_id = n.id "
+                                  "JOIN assignment a ON n.assignment_id = a.id WHERE b.type = 'GradeCell'"):
             out.setdefault(str(a), set()).add(str(gid))
         return out
     except sqlite3.Error:
@@ -129,6 +129,10 @@ def metadata_problem(nb: dict[str, Any], assignment: str, ids: dict[str, set[str
             if meta.get("grade"):
                 found.append(str(meta["grade_id"]))
     mine = ids.get(assignment, set())
+    strangers = [gid for gid in found if gid not in mine]
+    if found and mine and set(found) & mine and strangers:
+        return (f"its graded cell {strangers[0]!r} is not one of {assignment}'s (a grade id was renamed: nbgrader "
+                "fails with KeyError: 'grade_id'); start again from the released notebook")
     if found and mine and not set(found) & mine:
         other = max(ids, key=lambda a: len(ids[a] & set(found)))
         if ids[other] & set(found):
@@ -145,11 +149,13 @@ def explain(out: dict[str, Any]) -> str:
     lines = [line.strip() for line in log.splitlines() if line.strip()]
     for line in reversed(lines):
         m = re.match(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Invalid)\w*): (.+)$", line)
-        if m and "There was an error processing" not in line:
+        if m and "There was an error processing" not in line and "see the the above traceback" not in line:
             text = f"{m.group(1)}: {m.group(2)}"
             break
     else:
         text = grading._explain_failure({"log": log})
+    if "KeyError: 'grade_id'" in text:
+        text += " (a cell's grade id was renamed or removed)"
     if "checksum" in text.lower() or "inconsistent" in text.lower():
         text += " (a test or read-only cell was edited or unlocked)"
     return re.sub(r"(/[\w.+-]+)*/roadmap-cohort-[\w]+(/[\w.+-]+)*", "<the submission>", text)[:400]
@@ -615,7 +621,7 @@ def grade_cohort(course_dir: Path, *, workers: int | None = None, timeout: int |
             if prior.get("problems"):
                 run.problems[sub.key] = list(prior["problems"])
             if prior.get("flags"):
-                run.flags[sub.key] = [integrity.Flag(**f).line() for f in prior["flags"]]
+                run.flags[sub.key] = integrity.describe([integrity.Flag(**f) for f in prior["flags"]])
         else:
             todo.append(sub)
     if not subs:
@@ -662,7 +668,7 @@ def _grade(course_dir: Path, todo: list[Submission], run: GradeRun, state: dict[
             run.problems[sub.key] = problems
         if flags:
             recorded[sub.key].update(flags=integrity.as_dicts(flags), accepted=bool(accept_flagged))
-            run.flags[sub.key] = [f.line() for f in flags]
+            run.flags[sub.key] = integrity.describe(flags)
         run.graded.append(sub.key)
         bar.update(1)
 

@@ -59,9 +59,6 @@ class Flag:
     cell: int         # 1-based code/markdown cell number in the executed notebook
     reason: str
 
-    def line(self) -> str:
-        return f"{self.exercise or '(no exercise)'}: {self.reason} (cell {self.cell})"
-
 
 def new_secret() -> str:
     return secrets.token_hex(32)
@@ -155,7 +152,10 @@ def scan(source: str, course_lines: Iterable[str] = ()) -> list[tuple[int, str]]
             for mod in ("safety_roadmap.checks", "safety_roadmap.reference"):
                 if mod in node.value:
                     add(node, f"{MODULES[mod]} (named in a string)")
-    return sorted(set(found))
+    first: dict[int, str] = {}
+    for n, why in sorted(found):   # one reason per line is enough to look at it
+        first.setdefault(n, why)
+    return sorted(first.items())
 
 
 def _scan_text(code: str, course: set[str]) -> list[tuple[int, str]]:
@@ -236,6 +236,17 @@ def verify(nb: dict[str, Any], secret: str, course_lines: Iterable[str] = ()) ->
 def course_lines(release_nb: dict[str, Any]) -> set[str]:
     """Every line of the released notebook: code the course itself ships is never flagged."""
     return {line.strip() for c in release_nb.get("cells", []) for line in _src(c).splitlines() if line.strip()}
+
+
+def describe(flags: list[Flag]) -> list[str]:
+    """One line per flagged cell and reason, naming every exercise it zeroes: 'double, add_one: why (cell 4)'."""
+    groups: dict[tuple[int, str], list[str]] = {}
+    for f in flags:
+        exercises = groups.setdefault((f.cell, f.reason), [])
+        if f.exercise not in exercises:
+            exercises.append(f.exercise)
+    return [f"{', '.join(e for e in exs if e) or '(no exercise)'}: {reason} (cell {cell})"
+            for (cell, reason), exs in sorted(groups.items())]
 
 
 def as_dicts(flags: list[Flag]) -> list[dict[str, Any]]:

@@ -259,7 +259,7 @@ def format_summary(summaries: list[ExerciseSummary], problems: dict[str, list[st
 
 def report_cohort(course_dir: Path, *, trust_config: bool = False) -> Report:
     """Write reports/grades.csv, reports/exercises.csv, reports/summary.txt and feedback/ HTML."""
-    from .integrity import Flag
+    from .integrity import Flag, describe
 
     course_dir = layout.require_cohort(course_dir)
     if trust_config and (course_dir / layout.CONFIG_FILE).exists():
@@ -272,7 +272,7 @@ def report_cohort(course_dir: Path, *, trust_config: bool = False) -> Report:
     if not assignments:
         raise RoadmapError(f"{course_dir}: the gradebook has no assignments")
     state = layout.read_json(layout.state_dir(course_dir) / layout.STATE_FILE, {}).get("submissions", {})
-    rep.flags = {k: [Flag(**f).line() for f in v["flags"]] for k, v in state.items() if v.get("flags")}
+    rep.flags = {k: describe([Flag(**f) for f in v["flags"]]) for k, v in state.items() if v.get("flags")}
     rep.unsandboxed = [k for k, v in state.items() if v.get("sandboxed") is False]
     export_grades(course_dir, rep.grades_csv)
     add_flag_column(rep.grades_csv, {k: sorted({f["exercise"] for f in v["flags"] if f["exercise"]})
