@@ -326,7 +326,7 @@ class GradebookGuard:
             aside = self.dir / f"gradebook.changed-{stamp}.db"
             shutil.copyfile(self.db, aside)
             message = (f"{self.db.name} was changed by something other than this run while submissions were "
-                       f"executing (student code is not sandboxed): that change was not kept; the changed file "
+                       f"executing: that change was not kept; the changed file "
                        f"is {aside.relative_to(self.dir.parent)}")
         shutil.copyfile(self.db, self.dir / "gradebook.before-last-run.db")
         incoming = self.dir / "gradebook.incoming.db"
