@@ -105,7 +105,8 @@ def cmd_cohort_init(args: argparse.Namespace) -> int:
     from .cohort.create import init_cohort
 
     cur, root = _load()
-    for line in init_cohort(Path(args.dir), cur, root, args.chapters or None, timeout=args.timeout):
+    for line in init_cohort(Path(args.dir), cur, root, args.chapters or None, timeout=args.timeout,
+                            trust_config=args.trust_config):
         print(line)
     print(f"Ready: {args.dir}. Students work on release/<chapter>/<chapter>.ipynb; put what they hand in at "
           f"submitted/<student>/<chapter>/<chapter>.ipynb (`nbgrader collect` does), then "
@@ -212,6 +213,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapter ids (default: all)")
     c.add_argument("--timeout", type=_positive("seconds"), default=120, metavar="SECONDS",
                    help="per-cell time limit written to nbgrader_config.py (default 120)")
+    c.add_argument("--trust-config", action="store_true",
+                   help="accept the current nbgrader_config.py after you reviewed a change to it")
     c.set_defaults(func=cmd_cohort_init)
     c = csub.add_parser("grade", help="autograde every submission in DIR/submitted/, in parallel")
     c.add_argument("dir", metavar="DIR", help="the cohort's course folder")

@@ -66,7 +66,7 @@ pass --trust-config once.
 
 
 def init_cohort(course_dir: Path, cur: Curriculum, root: Path, chapter_ids: list[str] | None = None,
-                *, timeout: int = 120) -> list[str]:
+                *, timeout: int = 120, trust_config: bool = False) -> list[str]:
     """Create (or extend) a cohort course directory; return one line per thing done."""
     wanted = list(dict.fromkeys(chapter_ids or [c.id for c in cur.chapters]))
     if not wanted:
@@ -91,6 +91,8 @@ def init_cohort(course_dir: Path, cur: Curriculum, root: Path, chapter_ids: list
             CONFIG_TEXT.format(course_id=layout.COURSE_ID, timeout=int(timeout)), encoding="utf-8")
         layout.trust_config(course_dir)
         done.append(f"wrote {layout.CONFIG_FILE}")
+    elif trust_config:
+        layout.trust_config(course_dir)
     if not (course_dir / "README.md").exists():
         (course_dir / "README.md").write_text(README_TEXT.format(title=cur.title), encoding="utf-8")
     if not (course_dir / layout.GRADEBOOK).exists():
