@@ -7,18 +7,26 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# your own copies of the notebooks (git-ignored); `roadmap` reads the same variable
+WORKSPACE := $(or $(SAFETY_ROADMAP_WORKSPACE),workspace)
 
-.PHONY: install lab test test-fast build audit clean
+.PHONY: install lab test test-fast build audit mutation clean
 
 $(STAMP): pyproject.toml
+	@echo "==> Setting up $(VENV): the course, PyTorch (CPU), JupyterLab and nbgrader."
+	@echo "==> The first time this installs about 2 GB (PyTorch is most of it) and takes several minutes; pip shows each package as it goes."
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -e '.[dev]'
+	@# no "get notified about Jupyter news?" prompt in the learner's first lab (only this environment's setting)
+	$(BIN)/jupyter labextension disable --level=sys_prefix @jupyterlab/apputils-extension:announcements >/dev/null 2>&1 || true
 	touch $(STAMP)
+	@echo "==> $(VENV) is ready."
 
 install: $(STAMP)  ## create .venv and install the course and its tools
 
-lab: $(STAMP)  ## open the learner notebooks in JupyterLab
-	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)
+lab: $(STAMP)  ## open your workspace in JupyterLab (created, or given new chapters, first)
+	$(BIN)/roadmap workspace
+	$(BIN)/jupyter lab $(WORKSPACE) $(ROOT_FLAG)
 
 test: $(STAMP)  ## the whole suite, as CI runs it
 	$(BIN)/python -m pytest -n $(JOBS) --durations=8
@@ -31,6 +39,9 @@ build: $(STAMP)  ## regenerate notebooks/ from solutions/
 
 audit:  ## the static conventions audit (needs ../shared beside the checkout)
 	$(BIN)/python ../shared/tools/audit_curriculum.py .
+
+mutation: $(STAMP)  ## the full mutation measurement: every generated mutant of every reference (minutes)
+	$(BIN)/python scripts/mutation_score.py --jobs $(JOBS) --show-survivors
 
 clean:
 	rm -rf $(VENV) .pytest_cache

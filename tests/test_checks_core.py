@@ -183,3 +183,42 @@ def test_a_library_rewrapping_its_own_function_is_not_tampering() -> None:
             _core.guard()
     finally:
         torch.manual_seed = original
+
+
+# --------------------------------------------------------------------------- class 6: messages that point at the real mistake
+
+def test_likely_cause_is_silent_when_the_mistake_coincides_with_the_right_answer() -> None:
+    """"Forgot to normalise" gives the right answer on a unit vector: on a case like that, a
+    failure cannot be blamed on it, whatever the learner did."""
+    unit = [Case((np.array([1.0, 0.0, 0.0]),), "a unit vector")]
+    forgot = Mistake("you forgot to normalise.", lambda x: x)
+    with pytest.raises(CheckFailure) as info:
+        run_check("normalise", lambda x: -x, lambda x: x / np.linalg.norm(x), unit, mistakes=[forgot])
+    assert "Likely cause" not in str(info.value)
+
+
+def test_likely_cause_is_named_only_when_the_learner_made_that_mistake() -> None:
+    cases = [Case((np.array([3.0, 4.0]),), "a vector of length 5")]
+    forgot = Mistake("you forgot to normalise.", lambda x: x)
+    reference = lambda x: x / np.linalg.norm(x)  # noqa: E731
+    with pytest.raises(CheckFailure) as made_it:
+        run_check("normalise", lambda x: x, reference, cases, mistakes=[forgot])
+    assert "Likely cause: you forgot to normalise." in str(made_it.value)
+    with pytest.raises(CheckFailure) as other:
+        run_check("normalise", lambda x: x / 2, reference, cases, mistakes=[forgot])
+    assert "Likely cause" not in str(other.value)
+
+
+def test_preview_is_centred_on_the_largest_difference() -> None:
+    expected = np.arange(100.0)
+    got = expected.copy()
+    got[73] = -1.0
+    msg = compare(got, expected)
+    assert "at index (73,)" in msg
+    assert "73." in msg.split("expected", 1)[1] and "-1." in msg.split("got", 1)[1]
+    assert "flat entries" in msg  # says where the window is
+    assert "[0., 1., 2." not in msg  # not the first few entries, which all match
+
+
+def test_preview_of_a_short_array_is_whole() -> None:
+    assert _core.preview(np.array([1.0, 2.0, 3.0]), around=2) == "[1., 2., 3.]"

@@ -108,3 +108,16 @@ def test_a_hint_in_a_broken_source_is_a_clear_error(tmp_path: Path) -> None:
     (root / "solutions" / f"{fx.ALPHA}.ipynb").write_text(json.dumps({"cells": []}))
     with pytest.raises(RoadmapError, match="no test cell for 'double'"):
         hint(cur, root, fx.ALPHA, "double")
+
+
+def test_hint_accepts_the_name_the_test_cell_checks(curriculum, capsys, monkeypatch) -> None:
+    """Issue 13 item 6: chapter 13's `normalised_recovery` is graded as `patching_recovery`."""
+    by_name = hint(curriculum, ROOT, "13", "normalised_recovery")
+    assert by_name == hint(curriculum, ROOT, "13", "patching_recovery")
+    assert by_name.startswith("Hint 1 of ") and "for patching_recovery (13_activation_patching)" in by_name
+    monkeypatch.setenv("SAFETY_ROADMAP_ROOT", str(ROOT))
+    rc, out, err = cli(capsys, "hint", "13", "no_such_fn")
+    assert rc != 0 and out == "" and len(err.strip().splitlines()) == 1
+    assert "valid names:" in err and "patching_recovery (normalised_recovery)" in err
+    rc, _, err = cli(capsys, "hint", "05", "Value")   # one class checked by several exercises
+    assert rc != 0 and "value_add_mul" in err and "name one of those" in err

@@ -184,3 +184,17 @@ def test_grade_records_progress(course: Path, tmp_path: Path, capsys, monkeypatc
     assert rc == 1 and "2/3" in out   # the grades are still shown
     one_line(err, "progress not recorded", str(bad))
     assert bad.read_text() == "garbage"
+
+
+def test_status_warns_when_a_chapter_is_complete_before_its_prerequisites(course: Path, capsys) -> None:
+    """Issue 13: chapter 13 complete while 12 is locked used to pass without a word."""
+    progress.record(result(fx.BETA, square=1, total=2))
+    rc, out, err = cli(capsys, "status")
+    assert rc == 0 and err == ""
+    [warning] = [line for line in out.splitlines() if line.startswith("Warning:")]
+    assert f"{fx.BETA} is complete, but its prerequisite {fx.ALPHA} is not" in warning
+    rc, out, _ = cli(capsys, "status", "--json")
+    assert [w for w in json.loads(out)["warnings"] if fx.BETA in w and fx.ALPHA in w]
+    progress.record(result(fx.ALPHA, double=2, add_one=1))
+    rc, out, _ = cli(capsys, "status")
+    assert "Warning:" not in out

@@ -1,5 +1,5 @@
-"""The `roadmap` command: list the course, build learner notebooks, grade your work, see your
-progress and hints; and, for instructors, grade a whole cohort.
+"""The `roadmap` command: list the course, build learner notebooks, keep your workspace, grade your
+work, see your progress, hints and (if you insist) solutions; and, for instructors, grade a cohort.
 
 Heavy imports (nbgrader, nbformat) happen inside the subcommands that need
 them, so `roadmap list` answers at once.
@@ -58,7 +58,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
     cur, root = _load()
     results, failed, unrecorded = [], False, None
-    for raw in args.paths:
+    paths = args.paths or _started_notebooks(cur, root)
+    for raw in paths:
         try:
             res = grade_notebook(Path(raw), cur, root, timeout=args.timeout)
         except RoadmapError as exc:
@@ -68,6 +69,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
         results.append(res)
         if not args.json:
             print(format_table(res))
+        if res.problem:
+            print(f"roadmap grade: error: {res.notebook}: {res.problem}", file=sys.stderr)
+            failed = True
         if args.record and unrecorded is None:
             try:
                 record(res)
@@ -81,15 +85,87 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _started_notebooks(cur, root: Path) -> list[Path]:
+    """What `roadmap grade` with no argument grades: the workspace notebooks the learner has changed."""
+    from .workspace import started, workspace_dir
+
+    ws = workspace_dir(root)
+    found = started(cur, root, ws) if ws.is_dir() else []
+    if not found:
+        raise RoadmapError(f"nothing to grade: no notebook in {ws} has an answer written yet (name a "
+                           "notebook, e.g. `roadmap grade path/to/01_linear_algebra.ipynb`)")
+    print(f"grading the {len(found)} notebook(s) in {ws} where you have written answers", file=sys.stderr)
+    return found
+
+
+def _shown(path: Path) -> str:
+    """A path as the learner would type it: relative to the current folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from .progress import format_status, learner_status
+    from .workspace import workspace_dir
 
-    cur, _ = _load()
+    cur, root = _load()
     status = learner_status(cur)
     if args.json:
         print(json.dumps(status.to_json(), indent=2))
     else:
-        print(format_status(status, cur.title))
+        print(format_status(status, cur.title, _shown(workspace_dir(root))))
+    return 0
+
+
+def cmd_workspace(args: argparse.Namespace) -> int:
+    from .workspace import sync, workspace_dir
+
+    cur, root = _load()
+    ws = workspace_dir(root)
+    added = sync(cur, root, ws)
+    if added:
+        print(f"{_shown(ws)}: added {len(added)} chapter notebook(s): {', '.join(p.stem for p in added)}")
+    else:
+        print(f"{_shown(ws)}: up to date (your notebooks were left as they are)")
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from .workspace import reset, workspace_dir
+
+    cur, root = _load()
+    done = reset(cur, root, workspace_dir(root), args.chapter, args.exercise)
+    print(f"reset {done.exercise} in {_shown(done.notebook)} ({done.cells} answer cell(s) back to the release); "
+          f"your previous notebook is saved as {_shown(done.backup)}. If it is open in JupyterLab: "
+          "File > Reload Notebook from Disk.")
+    return 0
+
+
+def cmd_solution(args: argparse.Namespace) -> int:
+    from .progress import learner_status, record_solution_view, solution_views
+    from .workspace import solution_text
+
+    cur, root = _load()
+    chapter, exercise, text = solution_text(cur, root, args.chapter, args.exercise)
+    if exercise not in solution_views().get(chapter.id, []) and not args.yes:
+        passed = any(e.id == exercise and e.status == "passed"
+                     for p in learner_status(cur).phases for c in p.chapters if c.id == chapter.id
+                     for e in c.exercises)
+        why = ("you have passed it, so compare it with yours" if passed else
+               f"you have not passed it yet: `roadmap hint {chapter.id} {exercise}` gives a nudge instead")
+        question = (f"Show the reference solution to {exercise} ({chapter.id})? {why[0].upper() + why[1:]}. "
+                    "It is recorded in your progress. [y/N] ")
+        if not sys.stdin.isatty():
+            raise RoadmapError(f"showing the reference solution to {exercise} needs a yes: run it in a terminal, "
+                               "or add --yes")
+        if input(question).strip().lower() not in ("y", "yes"):
+            print("Not shown.")
+            return 1
+    record_solution_view(chapter.id, exercise)
+    print(f"Reference solution to {exercise} ({chapter.id}):\n")
+    print(text, end="")
     return 0
 
 
@@ -98,6 +174,23 @@ def cmd_hint(args: argparse.Namespace) -> int:
 
     cur, root = _load()
     print(hint(cur, root, args.chapter, args.exercise, args.number), end="")
+    return 0
+
+
+def cmd_portfolio(args: argparse.Namespace) -> int:
+    from .portfolio import build
+    from .workspace import workspace_dir
+
+    cur, root = _load()
+    ws = workspace_dir(root)
+    built = build(cur, Path(args.out), ws, [Path(p) for p in args.paths] or None, pdf=args.pdf, name=args.name,
+                  ws_shown=_shown(ws))
+    for warning in built.warnings:
+        print(f"roadmap portfolio: warning: {warning}", file=sys.stderr)
+    what = f"{len(built.chapters)} chapter(s): {', '.join(built.chapters)}" if built.chapters else \
+        "no chapter with work yet; the page says how to start"
+    print(f"wrote {_shown(built.index)}: {what}")
+    print(f"wrote {_shown(built.pdf)}" if built.pdf else f"PDF skipped: {built.pdf_skipped}")
     return 0
 
 
@@ -175,8 +268,8 @@ def _positive(kind: str):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="roadmap", description="The AI Safety Roadmap course: list, build, grade, status, hints; "
-                "cohort grading for instructors.")
+    p = _Parser(prog="roadmap", description="The AI Safety Roadmap course: list, build, your workspace, grade, status, "
+                "hints, reset, solutions, portfolio; cohort grading for instructors.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("list", help="the phases and chapters, with hours, difficulty and prerequisites")
@@ -187,8 +280,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapter ids, e.g. 01_linear_algebra")
     s.set_defaults(func=cmd_build)
 
+    s = sub.add_parser("workspace", help="create your workspace (copies of the chapter notebooks), or add the "
+                       "chapters a course update brought; never overwrites your files")
+    s.set_defaults(func=cmd_workspace)
+
     s = sub.add_parser("grade", help="self-grade your notebook(s) with the hidden tests")
-    s.add_argument("paths", nargs="+", metavar="NOTEBOOK", help="your chapter notebook(s), wherever they are")
+    s.add_argument("paths", nargs="*", metavar="NOTEBOOK", help="your chapter notebook(s), wherever they are "
+                   "(default: the workspace notebooks where you have written answers)")
     s.add_argument("--json", action="store_true", help="print results as JSON, one object per notebook")
     s.add_argument("--timeout", type=int, default=None, metavar="SECONDS",
                    help="per-cell time limit (default 120)")
@@ -202,9 +300,31 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("hint", help="print the N-th hint for an exercise (without the solution)")
     s.add_argument("chapter", metavar="CHAPTER", help="chapter id (or a unique prefix such as 01)")
-    s.add_argument("exercise", metavar="EXERCISE", help="exercise id, as in `roadmap list --json`")
+    s.add_argument("exercise", metavar="EXERCISE", help="exercise id, or the function or class its test cell checks")
     s.add_argument("number", metavar="N", nargs="?", type=int, default=1, help="which hint (default 1)")
     s.set_defaults(func=cmd_hint)
+
+    s = sub.add_parser("reset", help="put one exercise's answer cell(s) in your workspace notebook back to the "
+                       "release (the notebook is backed up first)")
+    s.add_argument("chapter", metavar="CHAPTER", help="chapter id (or a unique prefix such as 01)")
+    s.add_argument("exercise", metavar="EXERCISE", help="exercise id, or the function or class its test cell checks")
+    s.set_defaults(func=cmd_reset)
+
+    s = sub.add_parser("solution", help="print an exercise's reference solution (asks first; recorded in your "
+                       "progress)")
+    s.add_argument("chapter", metavar="CHAPTER", help="chapter id (or a unique prefix such as 01)")
+    s.add_argument("exercise", metavar="EXERCISE", help="exercise id, or the function or class its test cell checks")
+    s.add_argument("--yes", action="store_true", help="do not ask (for scripts)")
+    s.set_defaults(func=cmd_solution)
+
+    s = sub.add_parser("portfolio", help="build a static page (and a PDF when Chromium is installed) of your work: "
+                       "scores, figures, written answers, checkpoint answers; never solutions or hidden tests")
+    s.add_argument("paths", nargs="*", metavar="NOTEBOOK", help="your notebooks, or folders holding them "
+                   "(default: the chapters in your workspace that have figures, written answers or a grade)")
+    s.add_argument("--out", required=True, metavar="DIR", help="folder for index.html and portfolio.pdf")
+    s.add_argument("--name", default=None, help="your name, for the page's title")
+    s.add_argument("--no-pdf", dest="pdf", action="store_false", help="write only index.html")
+    s.set_defaults(func=cmd_portfolio)
 
     s = sub.add_parser("cohort", help="instructors: grade a cohort with nbgrader (init, grade, report)")
     csub = s.add_subparsers(dest="cohort_command", required=True, metavar="ACTION")

@@ -4,13 +4,16 @@ The learner's notebook is copied into a private scratch course whose gradebook
 holds the source chapter (hidden tests included). nbgrader restores any test
 cell the learner changed, puts the hidden tests back, executes the notebook
 with a per-cell timeout and scores it. We then read the gradebook for points
-and the executed notebook for each test's first error line.
+and the executed notebook for each test's whole check message. If the kernel
+dies, the cells before it keep their results and the cell that killed it is named.
 """
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import tempfile
+import textwrap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,8 @@ from .errors import RoadmapError
 DEFAULT_TIMEOUT = 120  # seconds per cell: a chapter's longest training cell fits well inside
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
-PASSED, FAILED, NOT_ATTEMPTED, TIMED_OUT = "passed", "failed", "not attempted", "timed out"
+PASSED, FAILED, NOT_ATTEMPTED, TIMED_OUT, NOT_RUN = "passed", "failed", "not attempted", "timed out", "not run"
+_DEAD, _NOT_RUN = "DeadKernelError", "CellNotRun"
 
 
 @dataclass
@@ -39,6 +43,7 @@ class NotebookResult:
     notebook: str
     chapter: str
     exercises: list[ExerciseResult] = field(default_factory=list)
+    problem: str = ""   # why grading stopped early (the kernel died), else ""
 
     @property
     def points(self) -> float:
@@ -51,7 +56,7 @@ class NotebookResult:
     def to_json(self) -> dict[str, Any]:
         return {"notebook": self.notebook, "chapter": self.chapter,
                 "exercises": [asdict(e) for e in self.exercises],
-                "points": self.points, "max_points": self.max_points}
+                "points": self.points, "max_points": self.max_points, "problem": self.problem}
 
 
 def read_notebook(path: Path) -> dict:
@@ -98,17 +103,15 @@ def _first_line(text: str) -> str:
     return ""
 
 
-def _summary(evalue: str) -> str:
-    """The failure's first line, plus the check's "Likely cause" hint when it gave one."""
-    first = _first_line(evalue)
-    for line in _ANSI.sub("", evalue).splitlines():
-        if line.strip().startswith("Likely cause:"):
-            return f"{first} {line.strip()}"
-    return first
+def _message(evalue: str) -> str:
+    """The check's whole message, without terminal colours or trailing blanks (a learner's only clue
+    when a hidden test fails, so nothing of it is dropped)."""
+    lines = [line.rstrip() for line in _ANSI.sub("", evalue).splitlines()]
+    return "\n".join(lines).strip("\n").strip()
 
 
 def _errors_by_exercise(executed: dict, chapter: Chapter) -> dict[str, tuple[str, str, bool]]:
-    """grade_id -> (ename, evalue, a cell since the previous test timed out)."""
+    """grade_id -> (ename, message, a cell since the previous test timed out)."""
     wanted = {e.id for e in chapter.exercises}
     out: dict[str, tuple[str, str, bool]] = {}
     timed_out = False
@@ -120,9 +123,21 @@ def _errors_by_exercise(executed: dict, chapter: Chapter) -> dict[str, tuple[str
         gid = meta.get("grade_id")
         if meta.get("grade") and gid in wanted:
             err = errors[-1] if errors else {}
-            out[gid] = (err.get("ename", ""), _summary(err.get("evalue", "")), timed_out)
+            out[gid] = (err.get("ename", ""), _message(err.get("evalue", "")), timed_out)
             timed_out = False
     return out
+
+
+def _dead_cell(executed: dict) -> str:
+    """"cell N (...)" for the cell during which the kernel died, or "" when it did not."""
+    for i, cell in enumerate(executed.get("cells", []), 1):
+        if any(o.get("ename") == _DEAD for o in cell.get("outputs", [])):
+            src = cell.get("source", "")
+            first = _first_line("".join(src) if isinstance(src, list) else str(src))[:60]
+            gid = ((cell.get("metadata") or {}).get("nbgrader") or {}).get("grade_id")
+            what = f"the answer cell '{gid}', " if gid else ""
+            return f"cell {i} ({what}starting `{first}`)"
+    return ""
 
 
 def _status(ename: str, evalue: str, timed_out: bool, score: float, max_score: float) -> tuple[str, str]:
@@ -130,6 +145,8 @@ def _status(ename: str, evalue: str, timed_out: bool, score: float, max_score: f
         return PASSED, ""
     if timed_out or ename == "CellTimeoutError":
         return TIMED_OUT, "a cell ran longer than the per-cell time limit (an endless loop?)"
+    if ename == _NOT_RUN:
+        return NOT_RUN, evalue
     if ename in ("NotAttempted", "NotImplementedError"):
         return NOT_ATTEMPTED, evalue or "not attempted yet"
     if not ename:
@@ -152,7 +169,9 @@ def grade_notebook(path: Path, cur: Curriculum, root: Path, *, timeout: int = DE
         submitted = scratch / "submitted" / course.LEARNER_ID / chapter.id
         submitted.mkdir(parents=True)
         (submitted / f"{chapter.id}.ipynb").write_text(course.dump_notebook(nb), encoding="utf-8")
-        api = course.api_for(scratch, timeout=timeout)
+        cfg = course.make_config(scratch, timeout=timeout)
+        cfg.Autograde.autograde_preprocessors = _pipeline()
+        api = course.api_from_config(cfg)
         result = api.autograde(chapter.id, course.LEARNER_ID, force=True, create=True)
         if not result.get("success"):
             raise RoadmapError(f"{path}: {_explain_failure(result)}")
@@ -161,14 +180,59 @@ def grade_notebook(path: Path, cur: Curriculum, root: Path, *, timeout: int = DE
         executed = json.loads(executed_path.read_text(encoding="utf-8")) if executed_path.exists() else {}
     errors = _errors_by_exercise(executed, chapter)
     res = NotebookResult(notebook=str(path), chapter=chapter.id)
+    dead = _dead_cell(executed)
+    if dead:
+        res.problem = (f"the kernel died in {dead}: it called exit(), crashed Python or ran out of memory. "
+                       "The cells before it were graded; fix that cell, then grade again.")
     for ex in chapter.exercises:
         score, max_score = scores.get(ex.id, (0.0, float(ex.points)))
         ename, evalue, timed_out = errors.get(ex.id, ("", "", False))
         if ex.id not in errors:
             ename, evalue = "Missing", "the test cell was not found or did not run"
+        if ename == _NOT_RUN and dead:
+            evalue = f"the kernel died earlier, in {dead}"
         status, message = _status(ename, evalue, timed_out, score, max_score)
         res.exercises.append(ExerciseResult(ex.id, float(score), float(max_score), status, message))
     return res
+
+
+def _pipeline() -> list[Any]:
+    """nbgrader's autograde steps, with an executor that survives a dead kernel."""
+    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern,
+                                        LimitOutput, SaveAutoGrades)
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbformat.notebooknode import NotebookNode
+
+    class KeepResultsExecute(Execute):
+        """Execute, but when the kernel dies keep what ran and mark the later test cells not run, and
+        when a cell's output is still arriving at the time limit record a timeout and go on (nbgrader's own
+        executor discards the whole notebook in both cases)."""
+
+        def preprocess(self, nb: Any, resources: Any = None, km: Any = None) -> Any:
+            self._dead = False
+            return super().preprocess(nb, resources, km)
+
+        def preprocess_cell(self, cell: Any, resources: Any, index: int) -> Any:
+            if cell.cell_type == "code" and self._dead:
+                meta = cell.metadata.get("nbgrader", {})
+                cell.outputs = [_error(_NOT_RUN, "the kernel died in an earlier cell")] if meta.get("grade") else []
+                return cell, self.resources
+            try:
+                return super().preprocess_cell(cell, resources, index)
+            except DeadKernelError:
+                self._dead = True
+                cell.outputs.append(_error(_DEAD, "the kernel died while running this cell"))
+                return cell, self.resources
+            except CellTimeoutError:
+                cell.outputs.append(_error("CellTimeoutError", "the cell ran past the per-cell time limit"))
+                return cell, self.resources
+
+    def _error(ename: str, evalue: str) -> Any:
+        return NotebookNode(output_type="error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"])
+
+    return [KeepResultsExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+            AssignLatePenalties, CheckCellMetadata]
 
 
 def _explain_failure(result: dict[str, Any]) -> str:
@@ -190,18 +254,34 @@ def _scores(api: Any, chapter_id: str) -> dict[str, tuple[float, float]]:
         return {g.name: (float(g.score or 0.0), float(g.max_score or 0.0)) for g in nb.grades}
 
 
-def format_table(result: NotebookResult) -> str:
-    """The per-exercise table a learner reads after `roadmap grade`."""
+def format_table(result: NotebookResult, width: int | None = None) -> str:
+    """The per-exercise table a learner reads after `roadmap grade`; long messages wrap under the
+    status column so every line of a check's message is there."""
+    width = width or shutil.get_terminal_size((100, 24)).columns
     rows = [("exercise", "points", "status")]
     for e in result.exercises:
-        status = f"{e.status}: {e.message}" if e.status == FAILED and e.message else e.status
+        status = f"{e.status}: {e.message}" if e.status in (FAILED, NOT_RUN) and e.message else e.status
         rows.append((e.id, f"{_num(e.points)}/{_num(e.max_points)}", status))
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)
+    indent = " " * (2 + w0 + 2 + w1 + 2)
     lines = [f"{result.notebook}  (chapter {result.chapter})"]
-    lines += [f"  {a:<{w0}}  {b:>{w1}}  {c}" for a, b, c in rows]
+    for a, b, c in rows:
+        wrapped = _wrap(c, max(40, width - len(indent)))
+        lines.append(f"  {a:<{w0}}  {b:>{w1}}  {wrapped[0]}".rstrip())
+        lines += [indent + line for line in wrapped[1:]]
     lines.append(f"  {'total':<{w0}}  {_num(result.points) + '/' + _num(result.max_points):>{w1}}")
     return "\n".join(lines)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Each line of `text` wrapped to `width`, keeping its own indentation on continuation lines."""
+    out: list[str] = []
+    for line in text.splitlines() or [""]:
+        lead = line[:len(line) - len(line.lstrip())]
+        out += textwrap.wrap(line, width, subsequent_indent=lead + "  ", break_long_words=False,
+                             break_on_hyphens=False) or [""]
+    return out
 
 
 def _num(x: float) -> str:

@@ -8,7 +8,9 @@ a one-line error and is left exactly as it is.
 A chapter's points are the best each exercise has scored in any grading; a
 chapter is complete when every exercise has scored full points; a chapter is
 unlocked when its prerequisites are complete; a phase's self-assessment
-checkpoints are shown once its (non-optional) chapters are complete.
+checkpoints are shown once its (non-optional) chapters are complete. A reference
+solution the learner chose to see (`roadmap solution`) is recorded and shown too,
+and so is a chapter completed before its prerequisites (a warning, not a lock).
 """
 from __future__ import annotations
 
@@ -50,6 +52,9 @@ CREATE TABLE exercise_results (
 );
 CREATE INDEX attempts_by_chapter ON attempts (chapter);
 """
+# Added after format version 1 shipped: created on first use, so older files need no migration.
+_VIEWS = """CREATE TABLE IF NOT EXISTS solution_views (
+    chapter TEXT NOT NULL, exercise TEXT NOT NULL, viewed_at TEXT NOT NULL, PRIMARY KEY (chapter, exercise))"""
 
 
 class ProgressError(RoadmapError):
@@ -146,6 +151,36 @@ def record(result: Any, path: Path | None = None, *, when: datetime | None = Non
     return attempt
 
 
+def record_solution_view(chapter: str, exercise: str, path: Path | None = None, *,
+                         when: datetime | None = None) -> None:
+    """Note that the learner saw the reference solution of an exercise (the first time is kept)."""
+    when = when or datetime.now(timezone.utc)
+    con = connect(path, create=True)
+    assert con is not None
+    with closing(con), con:
+        con.execute(_VIEWS)
+        con.execute("INSERT OR IGNORE INTO solution_views (chapter, exercise, viewed_at) VALUES (?, ?, ?)",
+                    (chapter, exercise, when.isoformat(timespec="seconds")))
+
+
+def solution_views(path: Path | None = None) -> dict[str, list[str]]:
+    """chapter -> the exercises whose reference solution the learner has seen."""
+    con = connect(path, create=False)
+    if con is None:
+        return {}
+    with closing(con):
+        return _views(con)
+
+
+def _views(con: sqlite3.Connection) -> dict[str, list[str]]:
+    if not con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'solution_views'").fetchone():
+        return {}
+    out: dict[str, list[str]] = {}
+    for ch, ex in con.execute("SELECT chapter, exercise FROM solution_views ORDER BY viewed_at, exercise"):
+        out.setdefault(ch, []).append(ex)
+    return out
+
+
 # --------------------------------------------------------------------------- the learner's map
 
 
@@ -170,6 +205,7 @@ class ChapterProgress:
     complete: bool = False
     unlocked: bool = False
     exercises: list[ExerciseProgress] = field(default_factory=list)
+    solutions_viewed: list[str] = field(default_factory=list)
 
     @property
     def started(self) -> bool:
@@ -190,6 +226,7 @@ class Status:
     database: str
     phases: list[PhaseProgress]
     next: str | None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def points(self) -> float:
@@ -207,7 +244,7 @@ class Status:
                 cd["started"] = c.started
             phases.append(d)
         return {"database": self.database, "points": self.points, "max_points": self.max_points,
-                "next": self.next, "phases": phases}
+                "next": self.next, "warnings": self.warnings, "phases": phases}
 
 
 def _history(con: sqlite3.Connection | None) -> tuple[dict[tuple[str, str], tuple[float, str]], dict[str, tuple[int, str]]]:
@@ -232,6 +269,7 @@ def learner_status(cur: Curriculum, path: Path | None = None) -> Status:
     con = connect(path, create=False)
     try:
         best, attempts = _history(con)
+        viewed = _views(con) if con is not None else {}
     except sqlite3.DatabaseError as exc:
         raise ProgressError(f"{path}: the progress database is damaged ({exc}); {_LEAVE}") from None
     finally:
@@ -244,7 +282,7 @@ def learner_status(cur: Curriculum, path: Path | None = None) -> Status:
         for ch in phase.chapters:
             n, last = attempts.get(ch.id, (0, None))
             cp = ChapterProgress(ch.id, ch.title, ch.optional, list(ch.prerequisites), 0.0, float(ch.max_points),
-                                 n, last)
+                                 n, last, solutions_viewed=list(viewed.get(ch.id, [])))
             for ex in ch.exercises:
                 pts, status = best.get((ch.id, ex.id), (0.0, "not graded yet"))
                 pts = min(pts, float(ex.points))
@@ -256,8 +294,15 @@ def learner_status(cur: Curriculum, path: Path | None = None) -> Status:
             chapters.append(cp)
             by_id[ch.id] = cp
         phases.append(PhaseProgress(phase.id, phase.title, False, [], chapters))
+    warnings = []
     for cp in by_id.values():
         cp.unlocked = all(by_id[r].complete for r in cp.prerequisites if r in by_id)
+        missing = [r for r in cp.prerequisites if r in by_id and not by_id[r].complete]
+        if cp.complete and missing:
+            many = len(missing) > 1
+            warnings.append(f"{cp.id} is complete, but its prerequisite{'s' if many else ''} {', '.join(missing)} "
+                            f"{'are' if many else 'is'} not complete yet: the chapter builds on "
+                            f"{'them' if many else 'it'}, so work through {'them' if many else 'it'} too.")
     for phase, pp in zip(cur.phases, phases):
         required = [c for c in pp.chapters if not c.optional] or pp.chapters
         pp.complete = bool(required) and all(c.complete for c in required)
@@ -265,11 +310,11 @@ def learner_status(cur: Curriculum, path: Path | None = None) -> Status:
     order = [c for p in phases for c in p.chapters]
     candidates = [c for c in order if c.unlocked and not c.complete]
     nxt = next((c for c in candidates if not c.optional), candidates[0] if candidates else None)
-    return Status(str(path), phases, nxt.id if nxt else None)
+    return Status(str(path), phases, nxt.id if nxt else None, warnings)
 
 
-def format_status(status: Status, title: str) -> str:
-    """The terminal table `roadmap status` prints."""
+def format_status(status: Status, title: str, workspace: str = "workspace") -> str:
+    """The terminal table `roadmap status` prints (`workspace`: where the learner's notebooks are)."""
     lines = [title, ""]
     rows = []
     for i, phase in enumerate(status.phases, 1):
@@ -288,6 +333,8 @@ def format_status(status: Status, title: str) -> str:
                 mark, state = "▸", "unlocked"
             if c.optional:
                 state += " (optional)"
+            if c.solutions_viewed:
+                state += f"; solution seen: {', '.join(c.solutions_viewed)}"
             if c.id == status.next:
                 state += "  <- next"
             rows.append((f"  {mark} {c.id}", c.title, f"{c.points:g}/{c.max_points:g}", state))
@@ -304,10 +351,11 @@ def format_status(status: Status, title: str) -> str:
     total = sum(len(p.chapters) for p in status.phases)
     lines += ["", f"Total: {status.points:g}/{status.max_points:g} points; {done} of {total} chapters complete."]
     if status.next:
-        lines.append(f"Next: {status.next}. Work in notebooks/{status.next}.ipynb, then "
-                     f"`roadmap grade notebooks/{status.next}.ipynb`.")
+        lines.append(f"Next: {status.next}. Work in {workspace}/{status.next}.ipynb (`make lab` opens it), then "
+                     f"`roadmap grade {workspace}/{status.next}.ipynb`.")
     elif total and done == total:
         lines.append("Every chapter is complete.")
+    lines += [f"Warning: {w}" for w in status.warnings]
     for i, phase in enumerate(status.phases, 1):
         if phase.checkpoints:
             lines += ["", f"Phase {i} is complete. Self-assessment: can you answer these?"]

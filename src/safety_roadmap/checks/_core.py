@@ -31,12 +31,48 @@ _isinstance = isinstance
 _errstate = _np.errstate
 
 
+def _learner_lines(exc: BaseException | None) -> list[str]:
+    """Where the learner's own code (a notebook cell) raised `exc`, as "Cell In[7], line 3, in f" lines."""
+    import linecache
+
+    out: list[str] = []
+    tb = exc.__traceback__ if exc is not None else None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if tb.tb_frame.f_globals.get("__name__") == "__main__":
+            where = code.co_filename
+            try:
+                from IPython import get_ipython
+
+                where = " ".join(get_ipython().compile.format_code_name(where) or (where,))
+            except Exception:  # not in IPython, or a cell IPython did not compile
+                pass
+            out.append(f"  {where}, line {tb.tb_lineno}, in {code.co_name}")
+            text = linecache.getline(code.co_filename, tb.tb_lineno).strip()
+            if text:
+                out.append(f"    {text}")
+        tb = tb.tb_next
+    return out
+
+
+def _render_traceback_(self: BaseException) -> list[str]:
+    """What IPython shows when a check fails: its message once, plus where the learner's code raised
+    when it crashed; never the library's frames (IPython calls this instead of formatting a traceback)."""
+    lines = [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+    own = _learner_lines(self.__cause__)
+    return lines + (["", "Where your code raised it:", *own] if own else [])
+
+
 class CheckFailure(AssertionError):
     """The learner's answer is wrong; the message says how."""
+
+    _render_traceback_ = _render_traceback_
 
 
 class NotAttempted(NotImplementedError):
     """The exercise still raises NotImplementedError."""
+
+    _render_traceback_ = _render_traceback_
 
 
 # --------------------------------------------------------------------------- tamper guard
@@ -128,16 +164,27 @@ def describe(x: Any) -> str:
     return f"{kind} shape {tuple(arr.shape)} {arr.dtype}{extra}"
 
 
-def preview(x: Any, n: int = 6) -> str:
+def preview(x: Any, n: int = 6, around: int | None = None) -> str:
+    """At most `n` numbers of `x`, flattened. With `around` (a flat index), the window is centred
+    there, so a learner sees the entries that actually differ, not the first few that often match."""
     arr = _to_numpy(x)
     if arr is None:
         return repr(x)[:120]
     if arr.ndim == 0:
         return f"{arr.item():.6g}"
-    flat = arr.reshape(-1)[:n]
+    flat = arr.reshape(-1)
+    start = 0
+    if around is not None and flat.size > n:
+        start = max(0, min(int(around) - n // 2, flat.size - n))
+    window = flat[start:start + n]
     with _printoptions(precision=4, suppress=False, threshold=n, linewidth=200):
-        text = _array2string(flat, separator=", ")
-    return text if arr.size <= n else text[:-1] + ", ...]"
+        text = _array2string(window, separator=", ")
+    head = "[..., " if start > 0 else "["
+    tail = ", ...]" if start + n < flat.size else "]"
+    text = head + text[1:-1] + tail
+    if start > 0:
+        text += f" (flat entries {start}-{start + len(window) - 1} of {flat.size})"
+    return text
 
 
 def _to_numpy(x: Any) -> Any:
@@ -200,9 +247,9 @@ def compare(got: Any, expected: Any, *, rtol: float = 1e-6, atol: float = 1e-8, 
         return None
     worst = int((diff - tol).argmax()) if diff.size else 0
     at = _unravel(worst, exp.shape) if exp.ndim else ()
-    return (f"{what}: values differ (max abs difference {float(diff.max()):.3g} at index {tuple(int(i) for i in at)}, "
+    return (f"{what}: values differ (max abs difference {float(diff[worst]):.3g} at index {tuple(int(i) for i in at)}, "
             f"tolerance {atol:g} + {rtol:g}*|expected|)\n"
-            f"    expected {preview(exp)}\n    got      {preview(g)}")
+            f"    expected {preview(exp, around=worst)}\n    got      {preview(g, around=worst)}")
 
 
 # --------------------------------------------------------------------------- running a check
@@ -238,7 +285,10 @@ def _same(a: Any, b: Any) -> bool:
     x, y = _to_numpy(a), _to_numpy(b)
     if x is None or y is None:
         return True
-    return x.shape == y.shape and _array_equal(x, y, equal_nan=True)
+    if x.shape != y.shape:
+        return False
+    numeric = x.dtype.kind in "fc" and y.dtype.kind in "fc"  # equal_nan refuses strings and objects
+    return _array_equal(x, y, equal_nan=numeric)
 
 
 def call(fn: Callable[..., Any], name: str, args: Sequence[Any], kwargs: dict | None, where: str) -> Any:
@@ -270,17 +320,30 @@ def _raising_function(exc: BaseException) -> str | None:
     return tb.tb_frame.f_code.co_name if tb.tb_frame.f_globals.get("__name__") == "__main__" else None
 
 
+_NO_EXPECTED = object()
+
+
 def likely_cause(mistakes: Sequence[Mistake], got: Any, wrong_answer: Callable[[Mistake], Any],
-                 same: Callable[[Any, Any], str | None]) -> str:
-    """"\n  Likely cause: ..." for the first known mistake whose answer matches `got`, else ""."""
+                 same: Callable[[Any, Any], str | None], expected: Any = _NO_EXPECTED) -> str:
+    """"\n  Likely cause: ..." for the first known mistake whose answer matches `got`, else "".
+
+    With `expected`, a mistake is named only when it is *distinguishable* on this case (its answer
+    differs from the right one): a mistake that coincides with the right answer here, as "forgot to
+    normalise" does on unit vectors, says nothing about what the learner did."""
     for m in mistakes:
         try:
             with _errstate(all="ignore"):  # a known mistake may overflow: keep its warnings quiet
                 wrong = wrong_answer(m)
         except Exception:
             continue
-        if same(got, wrong) is None:
-            return f"\n  Likely cause: {m.hint}"
+        try:
+            if same(got, wrong) is not None:
+                continue
+            if expected is not _NO_EXPECTED and same(expected, wrong) is None:
+                continue
+        except Exception:
+            continue
+        return f"\n  Likely cause: {m.hint}"
     return ""
 
 
@@ -307,7 +370,7 @@ def run_check(name: str, fn: Callable[..., Any], reference: Callable[..., Any], 
         problem = cmp(got, expected, case)
         if problem:
             cause = likely_cause(mistakes, got, lambda m: m.fn(*_copy_args(pristine), **case.kwargs),
-                                 lambda g, wrong: cmp(g, wrong, case))
+                                 lambda g, wrong: cmp(g, wrong, case), expected)
             raise CheckFailure(f"`{name}` is wrong on {where}:\n  {problem}{cause}")
     kind = "thorough" if thorough else "quick"
     print(f"✓ {name}: all {len(cases)} {kind} checks passed")

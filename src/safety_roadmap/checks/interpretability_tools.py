@@ -171,7 +171,7 @@ def _run_model_cases(name: str, fn: Any, reference: Callable[..., Any], cases: S
             problem = after(args, got, state)
         if problem:
             cause = likely_cause(mistakes, got, lambda m: _without_grad(m.fn, *case.build()),
-                                 lambda g, wrong: compare_fn(g, wrong, args))
+                                 lambda g, wrong: compare_fn(g, wrong, args), expected)
             raise CheckFailure(f"`{name}` is wrong on {where}:\n  {problem}{cause}")
 
 
