@@ -120,3 +120,21 @@ def test_a_course_folder_the_sandbox_would_show_is_refused(monkeypatch: pytest.M
     monkeypatch.setattr(sandbox, "unavailable", lambda: "")
     with pytest.raises(RoadmapError, match="which the sandbox shows to student code"):
         grade.require_sandbox(inside)
+
+
+def test_the_grader_never_writes_through_a_link_a_kernel_left_behind(tmp_path: Path) -> None:
+    """An assignment with two notebooks starts two kernels on one folder: a link the first kernel planted
+    where the grader writes the second kernel's key must not redirect that write onto a host file."""
+    from safety_roadmap.cohort.worker import SECRET_FILE, _remove, _write_fresh
+
+    victim = tmp_path / "instructor-file"
+    victim.write_text("precious")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / SECRET_FILE).symlink_to(victim)
+    _write_fresh(shared / SECRET_FILE, b"key")
+    assert victim.read_text() == "precious" and (shared / SECRET_FILE).read_bytes() == b"key"
+    assert not (shared / SECRET_FILE).is_symlink() and (shared / SECRET_FILE).stat().st_mode & 0o077 == 0
+    (shared / "matplotlib").symlink_to(tmp_path)
+    _remove(shared / "matplotlib")
+    assert victim.exists() and not (shared / "matplotlib").exists()

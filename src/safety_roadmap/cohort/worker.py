@@ -79,9 +79,7 @@ class LimitedKernelManager(AsyncKernelManager):
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)
         if self.secret and self.shared_dir:
-            key = Path(self.shared_dir) / SECRET_FILE
-            key.write_bytes(bytes.fromhex(self.secret))
-            key.chmod(0o600)
+            _write_fresh(Path(self.shared_dir) / SECRET_FILE, bytes.fromhex(self.secret))
             cmd.append("--IPKernelApp.exec_lines=" + ARM_LINE.format(path=str(key), chapter=self.chapter))
         if self.memory_limit > 0 and os.name == "posix":
             cmd = [sys.executable, "-c", _LIMIT_AND_EXEC, str(int(self.memory_limit)), *cmd]
@@ -91,16 +89,16 @@ class LimitedKernelManager(AsyncKernelManager):
             # signals cannot cross into the sandbox's own session: interrupt with a kernel message instead
             self.kernel_spec.interrupt_mode = "message"
             box = Path(self.box_dir)
-            if box.exists():
-                shutil.rmtree(box)
+            _remove(box)
             _copy_files(Path(self.copy_from), box)
             env = {"NBGRADER_EXECUTION": "autograde"}
             fonts = _matplotlib_font_cache()
             if fonts:   # spare every kernel rebuilding matplotlib's font list (a second of CPU each)
                 mpl = Path(self.shared_dir) / "matplotlib"
-                mpl.mkdir(exist_ok=True)
+                _remove(mpl)
+                mpl.mkdir()
                 for path in fonts:
-                    shutil.copyfile(path, mpl / path.name)
+                    _write_fresh(mpl / path.name, path.read_bytes())
                 env["MPLCONFIGDIR"] = str(mpl)
             cmd = sandbox.wrap(cmd, writable=box, shared=Path(self.shared_dir), env=env)
         return cmd
@@ -112,6 +110,23 @@ def _matplotlib_font_cache() -> tuple[Path, ...]:
     home = os.environ.get("MPLCONFIGDIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "matplotlib")
     return tuple(sorted(Path(home).glob("fontlist-*.json")))
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, link or folder without following links (an earlier kernel of the same submission
+    could have left a link in its folder, pointing anywhere on the host)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def _write_fresh(path: Path, data: bytes) -> None:
+    """Write a new file, never through a link someone else put there."""
+    _remove(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
 
 
 def _copy_files(src: Path, dest: Path) -> None:
