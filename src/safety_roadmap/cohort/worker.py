@@ -79,7 +79,8 @@ class LimitedKernelManager(AsyncKernelManager):
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)
         if self.secret and self.shared_dir:
-            _write_fresh(Path(self.shared_dir) / SECRET_FILE, bytes.fromhex(self.secret))
+            key = Path(self.shared_dir) / SECRET_FILE
+            _write_fresh(key, bytes.fromhex(self.secret))
             cmd.append("--IPKernelApp.exec_lines=" + ARM_LINE.format(path=str(key), chapter=self.chapter))
         if self.memory_limit > 0 and os.name == "posix":
             cmd = [sys.executable, "-c", _LIMIT_AND_EXEC, str(int(self.memory_limit)), *cmd]
