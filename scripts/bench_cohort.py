@@ -14,6 +14,7 @@ fresh copy of the same course folder:
   1. plain `nbgrader autograde "*" --student S`, one student at a time (nbgrader's CLI);
   2. `roadmap cohort grade --workers 1`;
   3. `roadmap cohort grade --workers 2`;
+  4. `roadmap cohort grade --workers 1 --no-sandbox` (so 2 - 4 is what the sandbox costs);
 
 and the per-submission floor is measured: starting a kernel and executing the notebook
 once with nbclient, nothing else. The script prints wall times, ratios, and each way's
@@ -93,15 +94,34 @@ def plain_nbgrader(course_dir: Path) -> float:
     return time.perf_counter() - start
 
 
-def roadmap(course_dir: Path, root: Path, workers: int) -> float:
+def roadmap(course_dir: Path, root: Path, workers: int, *extra: str) -> float:
     env = dict(os.environ, SAFETY_ROADMAP_ROOT=str(root))
     start = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "safety_roadmap", "cohort", "grade", str(course_dir),
-                          "--workers", str(workers), "--timeout", "60"], env=env, capture_output=True, text=True)
+                          "--workers", str(workers), "--timeout", "60", *extra], env=env, capture_output=True,
+                         text=True)
     took = time.perf_counter() - start
     if run.returncode != 0:
         raise SystemExit(f"roadmap cohort grade --workers {workers} failed:\n{run.stdout}\n{run.stderr}")
     return took
+
+
+def bwrap_start_seconds(base: Path, repeats: int = 5) -> float:
+    """Best-of-N cost of starting one Python process inside the sandbox rather than outside it."""
+    from safety_roadmap import sandbox
+
+    (base / "box").mkdir(exist_ok=True)
+    plain = [sys.executable, "-c", "pass"]
+    boxed = sandbox.wrap(plain, writable=base / "box", shared=base)
+
+    def best(cmd: list[str]) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            times.append(time.perf_counter() - start)
+        return min(times)
+    return best(boxed) - best(plain)
 
 
 def scores(course_dir: Path) -> list[tuple]:
@@ -118,7 +138,7 @@ def main() -> None:
     try:
         root, course_dir, n = build(base, args.students)
         copies = {}
-        for name in ("plain", "w1", "w2"):
+        for name in ("plain", "w1", "w2", "w1-unsandboxed"):
             copies[name] = base / f"cohort-{name}"
             shutil.copytree(course_dir, copies[name])
         print(f"cohort: {args.students} students x {len(fx.CHAPTER_EXERCISES)} chapters = {n} submissions "
@@ -132,16 +152,21 @@ def main() -> None:
         results["plain nbgrader autograde, one student at a time"] = plain_nbgrader(copies["plain"])
         results["roadmap cohort grade --workers 1"] = roadmap(copies["w1"], root, 1)
         results["roadmap cohort grade --workers 2"] = roadmap(copies["w2"], root, 2)
+        results["roadmap cohort grade --workers 1 --no-sandbox"] = roadmap(copies["w1-unsandboxed"], root, 1,
+                                                                           "--no-sandbox")
         plain = next(iter(results.values()))
         w1 = results["roadmap cohort grade --workers 1"]
         print()
-        for (label, took), workers in zip(results.items(), (1, 1, 2)):
+        for (label, took), workers in zip(results.items(), (1, 1, 2, 1)):
             overhead = took * workers / n - per_sub
             print(f"{label:<50} {took:7.1f} s  {took / n:5.2f} s/submission  "
                   f"({plain / took:4.2f}x plain, {w1 / took:4.2f}x workers=1; "
                   f"{overhead:+.2f} s per submission per worker above the floor)")
-        same = scores(copies["plain"]) == scores(copies["w1"]) == scores(copies["w2"])
-        print(f"\nall three ways give the same scores: {same}")
+        unboxed = results["roadmap cohort grade --workers 1 --no-sandbox"]
+        print(f"\nsandbox: {(w1 - unboxed) / n:+.2f} s per submission end to end (noisy); starting one process in "
+              f"bwrap costs {bwrap_start_seconds(base) * 1000:.0f} ms; load average {os.getloadavg()[0]:.1f}")
+        same = scores(copies["plain"]) == scores(copies["w1"]) == scores(copies["w2"]) == scores(copies["w1-unsandboxed"])
+        print(f"all four ways give the same scores: {same}")
         if not same:
             raise SystemExit(1)
     finally:

@@ -141,8 +141,8 @@ def make_cohort(course_dir: Path, *, loop: bool = True) -> dict[tuple[str, str],
         first, second = exs
         # perfect: every reference answer
         nb = release(course_dir, ch)
-        for ex in exs:
-            solve(nb, ex)
+        for ex in exs:   # with the commented "stuck?" line the chapters carry: never flagged
+            solve(nb, ex, STUCK_LINE + f"def {EXERCISES[ex][0]}(x):\n    return {EXERCISES[ex][1]}")
         submit(course_dir, "perfect", ch, nb)
         expected[("perfect", ch)] = {ex: pts[ex] for ex in exs}
         # untouched release
@@ -247,3 +247,159 @@ def learner_version(root: Path, chapter: str) -> dict[str, Any]:
     from safety_roadmap.build import release_text
 
     return json.loads(release_text(Path(root) / "solutions" / f"{chapter}.ipynb", chapter))
+
+
+# --------------------------------------------------------------------------- cheaters (issue 19)
+
+ESCAPE_MARK = "roadmap-escape-7c1d"   # in the command line of a process a submission tries to leave behind
+WRONG_ADD_ONE = "def add_one(x):\n    return x - 1"
+
+# In-kernel tampering: each would score full marks with nbgrader alone (its test cells pass).
+IN_KERNEL = {
+    "rebind_check": '''import safety_roadmap.checks._core as core
+def fake_check(name, fn, reference, cases, **kwargs):
+    print(f"✓ {name}: all checks passed")
+core.run_check = fake_check
+def double(x):
+    return x - 1''',
+    "patch_core": '''from safety_roadmap.checks import _core
+_core.compare = lambda *a, **k: None
+_core.guard = lambda: None
+def double(x):
+    return x - 1''',
+    "fake_module": '''import sys, types
+fake = types.ModuleType("safety_roadmap.checks._core")
+class Case:
+    def __init__(self, *args, **kwargs):
+        pass
+def run_check(name, *args, **kwargs):
+    print(f"✓ {name}: all checks passed")
+fake.Case, fake.run_check = Case, run_check
+sys.modules["safety_roadmap.checks._core"] = fake
+def double(x):
+    return x - 1''',
+    "import_hook": '''import builtins, types
+real_import = builtins.__import__
+fake = types.SimpleNamespace(Case=lambda *a, **k: None,
+                             run_check=lambda name, *a, **k: print(f"✓ {name}: all checks passed"))
+def hooked(name, *args, **kwargs):
+    if name.startswith("safety_roadmap.checks"):
+        return fake
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = hooked
+def double(x):
+    return x - 1''',
+    "transformer": '''from IPython import get_ipython
+def skip_checks(lines):
+    return ["pass\\n"] if any("run_check" in line for line in lines) else lines
+get_ipython().input_transformers_post.append(skip_checks)
+def double(x):
+    return x - 1''',
+    # right answers, but with the course's reference solutions imported, and a quiz answer found by trying
+    # every letter against the real check from an answer cell
+    "reference_quiz": '''from safety_roadmap.reference.linear_algebra import *
+from safety_roadmap.checks._core import check_choice, choice_digest
+digest = choice_digest("quiz", "c")
+for letter in "abcd":
+    try:
+        check_choice("quiz", letter, digest, "abcd")
+        answer = letter
+        break
+    except AssertionError:
+        pass
+def double(x):
+    return 2 * x''',
+}
+# In-kernel cheaters whose add_one is right: the flags still zero it (scan hits affect every later test).
+RIGHT_ADD_ONE = {"reference_quiz"}
+
+
+def sandbox_cheats(course_dir: Path) -> dict[str, str]:
+    """Submissions that try to write, read or escape outside their own folder (the host paths written in
+    literally, as if the student had guessed them). Each prints what it managed; none should manage anything."""
+    c = Path(course_dir)
+    writes = {"gradebook": c / "gradebook.db", "victim": c / "submitted" / "perfect" / ALPHA / f"{ALPHA}.ipynb",
+              "config": c / "nbgrader_config.py", "own": c / "submitted" / "vandal" / ALPHA / f"{ALPHA}.ipynb"}
+    reads = [c / "source" / ALPHA / f"{ALPHA}.ipynb", c / "gradebook.db", c / "nbgrader_config.py",
+             c / "submitted" / "perfect" / ALPHA / f"{ALPHA}.ipynb", c / ".roadmap" / "graded.json"]
+    return {
+        "vandal": f'''import sqlite3
+for path in [{str(writes["gradebook"])!r}]:
+    try:
+        con = sqlite3.connect("file:" + path + "?mode=rw", uri=True)
+        con.execute("UPDATE grade SET auto_score = 99")
+        con.commit()
+        print("WROTE", path)
+    except Exception as exc:
+        print("BLOCKED", type(exc).__name__)
+for path, text in [({str(writes["victim"])!r}, "vandalised"), ({str(writes["own"])!r}, "swapped"),
+                   ({str(writes["config"])!r}, "\\nc.Execute.timeout = 1\\n")]:
+    try:
+        with open(path, "a") as fh:
+            fh.write(text)
+        print("WROTE", path)
+    except Exception as exc:
+        print("BLOCKED", type(exc).__name__)
+def double(x):
+    return x - 1''',
+        "finder": '''import os
+found = []
+for top in ["/tmp", "/root", "/home", "/work", "/srv", "/var", "/submission", "/mnt"]:
+    for folder, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if d not in ("site-packages", ".venv", ".pyenv")]
+        found += [os.path.join(folder, f) for f in files
+                  if f.endswith(".db") or f == "nbgrader_config.py" or f.endswith(".ipynb")]
+        found += [os.path.join(folder, d) for d in dirs if d in ("submitted", "source", "autograded")]
+print("FOUND", found)
+for path in found:
+    try:
+        with open(path, "a") as fh:
+            fh.write("x")
+        print("WROTE", path)
+    except Exception as exc:
+        pass
+def double(x):
+    return x - 1''',
+        "reader": f'''import os, socket
+for path in {[str(p) for p in reads]!r}:
+    try:
+        open(path, "rb").read(10)
+        print("READ", path)
+    except Exception as exc:
+        print("CANNOT READ", type(exc).__name__)
+for pid in sorted(p for p in os.listdir("/proc") if p.isdigit()):
+    try:
+        print("PROC", pid, open(f"/proc/{{pid}}/cmdline", "rb").read().replace(b"\\0", b" ").decode()[:300])
+    except Exception:
+        pass
+print("ROOT", sorted(os.listdir("/")))
+print("TMP", sorted(os.listdir("/tmp")))
+try:
+    socket.create_connection(("1.1.1.1", 53), timeout=3).close()
+    print("NET open")
+except OSError as exc:
+    print("NET blocked", type(exc).__name__)
+def double(x):
+    return x - 1''',
+        "escaper": f'''import subprocess, sys
+subprocess.Popen([sys.executable, "-c", "import os, time\\nif os.fork():\\n    os._exit(0)\\nos.setsid()\\n"
+                  "time.sleep(300)  # {ESCAPE_MARK}"], start_new_session=True)
+def double(x):
+    return x - 1''',
+        "killer": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\ndef double(x):\n    return x - 1",
+    }
+
+
+def make_cheaters(course_dir: Path) -> tuple[dict[tuple[str, str], dict[str, float]], set[str]]:
+    """Submit every cheater (chapter ALPHA only); return expected scores and the in-kernel cheaters."""
+    expected: dict[tuple[str, str], dict[str, float]] = {}
+    for student, code in [*IN_KERNEL.items(), *sandbox_cheats(course_dir).items()]:
+        nb = solve(release(course_dir, ALPHA), "double", code)
+        solve(nb, "add_one", None if student in RIGHT_ADD_ONE else WRONG_ADD_ONE)
+        submit(course_dir, student, ALPHA, nb)
+        expected[(student, ALPHA)] = {"double": 0, "add_one": 0}
+    return expected, set(IN_KERNEL)
+
+
+STUCK_LINE = ("# from safety_roadmap.reference.linear_algebra import cosine_similarity  "
+              "# stuck? uncomment to continue with the course's version\n")

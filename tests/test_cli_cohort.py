@@ -97,8 +97,9 @@ def test_broken_config_and_gradebook_are_one_line(cohort: Path, capsys) -> None:
     config = cohort / "nbgrader_config.py"
     saved = config.read_text()
     config.write_text(saved + "\nc.Execute.timeout = = 3\n")
-    one_line_error(cli(capsys, "cohort", "grade", str(cohort)), "nbgrader_config.py: cannot be loaded")
+    one_line_error(cli(capsys, "cohort", "grade", str(cohort), "--trust-config"), "nbgrader_config.py: cannot be loaded")
     config.write_text(saved)
+    assert cli(capsys, "cohort", "grade", str(cohort), "--trust-config")[0] == 0
     (cohort / "gradebook.db").write_bytes(b"this is no database")
     one_line_error(cli(capsys, "cohort", "grade", str(cohort)), "gradebook.db: not a readable nbgrader gradebook")
     assert (cohort / "gradebook.db").read_bytes() == b"this is no database"
@@ -110,3 +111,21 @@ def test_status_and_hint_need_the_course(tmp_path: Path, capsys, monkeypatch) ->
     for args in (["status"], ["hint", "01_alpha", "double"], ["cohort", "init", str(tmp_path / "c")]):
         one_line_error(cli(capsys, *args), "SAFETY_ROADMAP_ROOT")
     assert not (tmp_path / "c").exists() and not (tmp_path / "progress.db").exists()
+
+
+def test_a_changed_config_is_never_run_until_trusted(cohort: Path, capsys) -> None:
+    """nbgrader_config.py is Python: code appended to it (by anyone) must not run in the next command."""
+    config = cohort / "nbgrader_config.py"
+    marker = cohort.parent / "config-code-ran"
+    config.write_text(config.read_text() + f"\nopen({str(marker)!r}, 'w').write('ran')\n")
+    for command in ("grade", "report"):
+        one_line_error(cli(capsys, "cohort", command, str(cohort)), "nbgrader_config.py changed since it was last "
+                       "trusted", "--trust-config", ".roadmap/nbgrader_config.trusted.py")
+    assert not marker.exists()
+    assert not (cohort / "reports").exists()
+    # the instructor reviewed the change and accepts it
+    rc, _, err = cli(capsys, "cohort", "report", str(cohort), "--trust-config")
+    assert rc == 0, err
+    assert marker.exists()
+    assert (cohort / ".roadmap" / "nbgrader_config.trusted.py").read_text() == config.read_text()
+    assert cli(capsys, "cohort", "grade", str(cohort))[0] == 0

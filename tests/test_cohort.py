@@ -9,13 +9,15 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from safety_roadmap.cohort import feedback, grade, layout
+from safety_roadmap import sandbox
+from safety_roadmap.cohort import feedback, grade, integrity, layout
 from safety_roadmap.cohort.create import init_cohort
 from safety_roadmap.cohort.report import collect_outcomes
 from safety_roadmap.curriculum import load_curriculum
@@ -117,6 +119,32 @@ def test_unusable_submissions_are_recognised_before_anything_runs(tmp_path: Path
     assert "not a notebook" in grade._notebook_problem(sub)
 
 
+def test_notebooks_nbgrader_would_refuse_are_named_before_anything_runs(tmp_path: Path) -> None:
+    _, course_dir = make_cohort_dir(tmp_path)
+    ids = grade._grade_ids(course_dir)
+    assert ids == {fx.ALPHA: {"double", "add_one"}, fx.BETA: {"square", "total"}}
+    assert grade.metadata_problem(fx.release(course_dir, fx.ALPHA), fx.ALPHA, ids) == ""
+    other = grade.metadata_problem(fx.release(course_dir, fx.BETA), fx.ALPHA, ids)
+    assert other == f"this is {fx.BETA}'s notebook (its graded cells are {fx.BETA}'s), handed in as {fx.ALPHA}"
+    renamed = fx.edit(fx.release(course_dir, fx.ALPHA), "double",
+                      lambda c: c["metadata"]["nbgrader"].update(grade_id="double_v2"))
+    assert "'double_v2' is not one of 01_alpha's" in grade.metadata_problem(renamed, fx.ALPHA, ids)
+    no_id = fx.edit(fx.release(course_dir, fx.ALPHA), "double", lambda c: c["metadata"]["nbgrader"].pop("grade_id"))
+    assert "KeyError: 'grade_id'" in grade.metadata_problem(no_id, fx.ALPHA, ids)
+
+
+def test_nbgrader_failures_show_the_real_cause_without_temporary_paths() -> None:
+    log = ("[AutogradeApp | ERROR] There was an error processing assignment: /tmp/roadmap-cohort-x1/grade-y/"
+           "course/submitted/s/01_alpha\nTraceback (most recent call last):\n  File \"x.py\", line 1\n"
+           "RuntimeError: Inconsistent checksums for cell double\n"
+           "[AutogradeApp | ERROR] There was an error processing assignment '01_alpha' for student 's'\n"
+           "nbgrader.api.NbGraderException: Please see the the above traceback for details on the specific errors")
+    text = grade.explain({"log": log})
+    assert text.startswith("RuntimeError: Inconsistent checksums for cell double (a test or read-only cell")
+    assert "/tmp" not in text
+    assert grade.explain({"log": "KeyError: 'grade_id'"}).endswith("(a cell's grade id was renamed or removed)")
+
+
 def test_execution_problems_are_named() -> None:
     def err(name: str, value: str = "") -> dict:
         return {"output_type": "error", "ename": name, "evalue": value, "traceback": []}
@@ -142,25 +170,58 @@ def test_template_gradebook_keeps_assignments_and_no_students(tmp_path: Path) ->
 
 # --------------------------------------------------------------------------- the whole cohort
 
+def grade_args(course_dir: Path, *extra: str, workers: str = "2") -> list[str]:
+    return ["cohort", "grade", str(course_dir), "--workers", workers, "--timeout", TIMEOUT, "--memory-mb", MEMORY,
+            *extra]
+
+
+def outputs(course_dir: Path, student: str, chapter: str = fx.ALPHA) -> str:
+    """Everything a submission's cells printed, as graded (its own code's findings included)."""
+    nb = json.loads((course_dir / "autograded" / student / chapter / f"{chapter}.ipynb").read_text())
+    return "\n".join("".join(o.get("text", "")) if isinstance(o.get("text", ""), (str, list)) else ""
+                     for c in nb["cells"] for o in c.get("outputs", []))
+
 
 @pytest.mark.slow
 def test_cohort_end_to_end(tmp_path: Path) -> None:
+    """One graded cohort, many assertions: honest students, broken kernels, and every cheat of issue 19."""
+    if sandbox.unavailable():
+        pytest.skip(f"no sandbox here: {sandbox.unavailable()}")
     root, course_dir = make_cohort_dir(tmp_path)
     expected = fx.make_cohort(course_dir)
     expected.update(fx.make_broken_kernels(course_dir))
+    cheats, in_kernel = fx.make_cheaters(course_dir)
+    expected.update(cheats)
     (course_dir / "submitted" / "perfect" / "99_typo").mkdir()   # a folder for an assignment that does not exist
+    # the same honest submissions, graded by plain nbgrader in a copy of the course (before any grading)
+    plain = tmp_path / "plain"
+    shutil.copytree(course_dir, plain, ignore=shutil.ignore_patterns("submitted"))
+    for student in ("perfect", "partial", "untouched"):
+        shutil.copytree(course_dir / "submitted" / student, plain / "submitted" / student)
+    shutil.rmtree(plain / "submitted" / "perfect" / "99_typo")
+    protected = {p: p.read_bytes() for p in [course_dir / "nbgrader_config.py",
+                                              *(course_dir / "submitted").rglob("*.ipynb"),
+                                              *(course_dir / "source").rglob("*")] if p.is_file()}
 
-    run = roadmap("cohort", "grade", str(course_dir), "--workers", "2", "--timeout", TIMEOUT,
-                  "--memory-mb", MEMORY, root=root)
+    run = roadmap(*grade_args(course_dir), root=root)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stderr.strip() == "" or "Traceback" not in run.stderr
+    assert "Traceback" not in run.stderr and "WARNING" not in run.stdout
     out = run.stdout
-    assert "graded 16 submission(s)" in out
+    (tmp_path / "grade-stdout.txt").write_text(out)   # for a look afterwards (pytest --basetemp keeps it)
+    assert f"graded {len(expected)} submission(s)" in out
 
-    # every score, exactly; the tampered test cells were restored and the numpy patch gained nothing
+    # every score, exactly: cheats gained nothing, honest work lost nothing
     got = scores(course_dir)
     assert got == expected
-    # each broken submission is reported, and none stopped the others
+    check_problems_are_named(out)
+    check_sandbox_held(course_dir, protected, out)
+    check_in_kernel_cheats_are_flagged(course_dir, in_kernel, out)
+    check_report(root, course_dir, expected, in_kernel)
+    check_same_as_plain_nbgrader(course_dir, plain)
+    check_reruns(root, course_dir)
+
+
+def check_problems_are_named(out: str) -> None:
     for key, fragment in [(f"corrupt/{fx.ALPHA}", "corrupt notebook"), (f"missing/{fx.BETA}", "rename it to"),
                           (f"looper/{fx.ALPHA}", "ran past the 6 s time limit"),
                           (f"looper/{fx.BETA}", "still busy after the interrupt"),
@@ -169,12 +230,56 @@ def test_cohort_end_to_end(tmp_path: Path) -> None:
                           ("perfect/99_typo", "unknown assignment '99_typo'")]:
         assert any(line.strip().startswith(f"{key}:") and fragment in line for line in out.splitlines()), (key, out)
 
-    # the report: nbgrader's CSV, the per-exercise summary, feedback without hidden tests
+
+def check_sandbox_held(course_dir: Path, protected: dict[Path, bytes], out: str) -> None:
+    """Writes outside the submission failed, reads found nothing, and no process outlived its sandbox."""
+    import psutil
+
+    for path, data in protected.items():
+        assert path.read_bytes() == data, f"{path} was changed by a submission"
+    vandal = outputs(course_dir, "vandal")
+    assert "WROTE" not in vandal and vandal.count("BLOCKED") == 4, vandal
+    finder = outputs(course_dir, "finder")
+    assert "WROTE" not in finder and "FOUND []" in finder, finder
+    reader = outputs(course_dir, "reader")
+    assert "CANNOT READ" in reader and "\nREAD " not in reader and not reader.startswith("READ"), reader
+    assert str(course_dir) not in reader and "NET blocked" in reader, reader
+    procs = [line for line in reader.splitlines() if line.startswith("PROC")]
+    assert 1 <= len(procs) <= 3, procs          # its own PID namespace: bwrap's init and the kernel
+    assert not any(fx.ESCAPE_MARK in " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
+    assert "gradebook.db was changed" not in out
+
+
+def check_in_kernel_cheats_are_flagged(course_dir: Path, in_kernel: set[str], out: str) -> None:
+    """Each in-kernel cheat passed its test cells as nbgrader sees them, yet scores 0 and is flagged."""
+    for student in in_kernel:
+        nb = json.loads((course_dir / "autograded" / student / fx.ALPHA / f"{fx.ALPHA}.ipynb").read_text())
+        tests = [c for c in nb["cells"] if integrity.is_test(c)]
+        if student != "patch_core":   # its guard replacement makes nothing raise...
+            assert any(integrity.passes(c) for c in tests), student   # ...nbgrader alone would have given points
+        lines = [line for line in out.splitlines() if line.strip().startswith(f"{student}/{fx.ALPHA}:")]
+        flagged = {ex.strip() for line in lines for ex in line.split(":")[1].split(",")}
+        assert {"double", "add_one"} <= flagged, (student, lines)
+    honest = [line for line in out.splitlines() if line.strip().startswith(("perfect/", "partial/", "untouched/"))]
+    assert honest == [] or all("unknown assignment" in line for line in honest), honest
+    state = json.loads((course_dir / ".roadmap" / "graded.json").read_text())["submissions"]
+    # and the old "tampered" student (numpy patched): the guard's alarm is a flag too
+    assert {k for k, v in state.items() if v.get("flags")} == {f"{s}/{fx.ALPHA}" for s in in_kernel} | {
+        f"tampered/{fx.ALPHA}", f"tampered/{fx.BETA}"}
+    reasons = " ".join(f["reason"] for f in state[f"transformer/{fx.ALPHA}"]["flags"])
+    assert "never ran" in reasons and "input transformer" in reasons
+    assert "outside its test cell" in " ".join(f["reason"] for f in state[f"reference_quiz/{fx.ALPHA}"]["flags"])
+    assert "reference solutions" in " ".join(f["reason"] for f in state[f"reference_quiz/{fx.ALPHA}"]["flags"])
+
+
+def check_report(root: Path, course_dir: Path, expected: dict, in_kernel: set[str]) -> None:
     rep = roadmap("cohort", "report", str(course_dir), root=root)
     assert rep.returncode == 0, rep.stderr
+    summary_text = (course_dir / "reports" / "summary.txt").read_text()
+    assert summary_text.startswith(f"INTEGRITY FLAGS: {len(in_kernel) + 2} submission(s)")
     with (course_dir / "reports" / "grades.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == EXPORT_COLUMNS
+    assert list(rows[0]) == [*EXPORT_COLUMNS, "integrity_flags"]
     students = sorted({s for s, _ in expected})
     assert sorted((r["student_id"], r["assignment"]) for r in rows) == sorted(
         (s, a) for s in students for a in (fx.ALPHA, fx.BETA))
@@ -182,6 +287,9 @@ def test_cohort_end_to_end(tmp_path: Path) -> None:
         want = sum(expected.get((r["student_id"], r["assignment"]), {}).values())
         assert float(r["score"]) == want, r
         assert float(r["max_score"]) == 3.0
+        flagged = (r["student_id"] in in_kernel and r["assignment"] == fx.ALPHA) or r["student_id"] == "tampered"
+        both = "add_one;double" if r["assignment"] == fx.ALPHA else "square;total"
+        assert r["integrity_flags"] == (both if flagged else ""), r
     assert {r["timestamp"] for r in rows if (r["student_id"], r["assignment"]) in expected} == {"2026-01-15 12:00:00"}
     assert next(r for r in rows if (r["student_id"], r["assignment"]) == ("hog", fx.ALPHA))["timestamp"] == ""
 
@@ -193,6 +301,7 @@ def test_cohort_end_to_end(tmp_path: Path) -> None:
         assert int(row["submissions"]) == len(values)
         assert float(row["mean_points"]) == pytest.approx(sum(values) / len(values), abs=1e-3)
         assert float(row["share_passing"]) == pytest.approx(sum(v == full for v in values) / len(values), abs=1e-3)
+        assert int(row["flagged"]) == (len(in_kernel) + 1 if assignment == fx.ALPHA else 1)
     square = summary[(fx.BETA, "square")]     # partial and hog made the same mistake
     assert square["most_common_failure"].startswith("CheckFailure: `square` is wrong on case 1 of 1")
     assert square["most_common_failure_count"] == "2"
@@ -204,6 +313,7 @@ def test_cohort_end_to_end(tmp_path: Path) -> None:
     assert patched.points == 0 and "has been replaced" in patched.message
     assert outcomes[("looper", fx.ALPHA, "add_one")].status == "timed out"
     assert outcomes[("corrupt", fx.BETA, "total")].status == "not gradable"
+    assert outcomes[("transformer", fx.ALPHA, "double")].status == "flagged: pending review"
 
     hidden = feedback.hidden_lines(json.loads((root / "solutions" / f"{fx.ALPHA}.ipynb").read_text()))
     hidden |= feedback.hidden_lines(json.loads((root / "solutions" / f"{fx.BETA}.ipynb").read_text()))
@@ -219,29 +329,47 @@ def test_cohort_end_to_end(tmp_path: Path) -> None:
     # ...though the notebooks they were made from do hold the hidden tests (so the check above means something)
     assert fx.HIDDEN_MARK in (course_dir / "autograded" / "perfect" / fx.ALPHA / f"{fx.ALPHA}.ipynb").read_text()
 
-    # a second run changes nothing at all
+
+def check_same_as_plain_nbgrader(course_dir: Path, plain: Path) -> None:
+    """Honest submissions score exactly what plain `nbgrader autograde` gives them."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    for chapter in (fx.ALPHA, fx.BETA):
+        done = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", chapter], cwd=plain, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+    ours = [g for g in fx.gradebook_state(course_dir / "gradebook.db")["grades"]
+            if g[0] in ("perfect", "partial", "untouched")]
+    assert ours and ours == fx.gradebook_state(plain / "gradebook.db")["grades"]
+
+
+def check_reruns(root: Path, course_dir: Path) -> None:
+    # a second run, with another worker count, changes nothing at all
     gradebook_bytes = (course_dir / "gradebook.db").read_bytes()
     autograded = snapshot_files(course_dir / "autograded")
-    again = roadmap("cohort", "grade", str(course_dir), "--workers", "2", "--timeout", TIMEOUT,
-                    "--memory-mb", MEMORY, root=root)
+    again = roadmap(*grade_args(course_dir, workers="1"), root=root)
     assert again.returncode == 0, again.stderr
-    assert "graded 0 submission(s), skipped 16 unchanged" in again.stdout
+    assert "graded 0 submission(s), skipped" in again.stdout
     assert (course_dir / "gradebook.db").read_bytes() == gradebook_bytes
     assert snapshot_files(course_dir / "autograded") == autograded
 
     # regrading with --force ends in the same gradebook state (merges and zero-scores alike)
     state = fx.gradebook_state(course_dir / "gradebook.db")
-    forced = roadmap("cohort", "grade", str(course_dir), "--force", "--workers", "2", "--timeout", TIMEOUT,
-                     "--memory-mb", MEMORY, "--student", "partial", "--student", "corrupt", root=root)
+    forced = roadmap(*grade_args(course_dir, "--force", "--student", "partial", "--student", "corrupt"), root=root)
     assert forced.returncode == 0, forced.stderr
     assert "graded 4 submission(s)" in forced.stdout
     assert fx.gradebook_state(course_dir / "gradebook.db") == state
 
+    # the instructor accepts a flagged submission: nbgrader's own scores come back, the flags stay listed
+    accepted = roadmap(*grade_args(course_dir, "--accept-flagged", "--student", "transformer"), root=root)
+    assert accepted.returncode == 0, accepted.stderr
+    assert "graded 1 submission(s)" in accepted.stdout and "--accept-flagged" in accepted.stdout
+    assert scores(course_dir)[("transformer", fx.ALPHA)] == {"double": 2, "add_one": 1}
+
 
 @pytest.mark.slow
-def test_a_student_cannot_touch_the_gradebook_or_the_grader(tmp_path: Path) -> None:
-    """Code that writes to the real gradebook (found by path), or kills its grading process,
-    changes nobody's grade; the run says what happened and keeps the evidence."""
+def test_unsandboxed_grading_is_announced_and_still_keeps_the_gradebook(tmp_path: Path) -> None:
+    """--no-sandbox: code that writes to the real gradebook (found by path) changes nobody's grade; the run
+    says what happened, keeps the evidence, and the report's header says the cohort ran unsandboxed."""
     root, course_dir = make_cohort_dir(tmp_path)
     nb = fx.release(course_dir, fx.ALPHA)
     for ex in ("double", "add_one"):
@@ -255,22 +383,21 @@ def test_a_student_cannot_touch_the_gradebook_or_the_grader(tmp_path: Path) -> N
                       "con.commit()\ncon.close()\n"
                       "def double(x):\n    return 2 * x")
     fx.submit(course_dir, "vandal", fx.ALPHA, vandal)
-    killer = fx.solve(fx.release(course_dir, fx.ALPHA), "double",
-                      "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)")
-    fx.submit(course_dir, "killer", fx.ALPHA, killer)
 
-    run = roadmap("cohort", "grade", str(course_dir), "--workers", "2", "--timeout", TIMEOUT, "--memory-mb", MEMORY,
-                  root=root)
+    run = roadmap(*grade_args(course_dir, "--no-sandbox"), root=root)
     assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stdout.startswith("WARNING: --no-sandbox")
     errors = [line for line in run.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "gradebook.db was changed by something other than this run" in errors[0], run.stderr
-    assert scores(course_dir) == {("honest", fx.ALPHA): {"double": 2, "add_one": 0 + 1},
-                                  ("vandal", fx.ALPHA): {"double": 2, "add_one": 0},
-                                  ("killer", fx.ALPHA): {"double": 0, "add_one": 0}}
+    assert scores(course_dir) == {("honest", fx.ALPHA): {"double": 2, "add_one": 1},
+                                  ("vandal", fx.ALPHA): {"double": 2, "add_one": 0}}
     assert "intruder" not in [s[0] for s in fx.gradebook_state(db)["students"]]
-    assert "killer/01_alpha: could not be graded: the grading process died" in run.stdout
     aside = list((course_dir / ".roadmap").glob("gradebook.changed-*.db"))
     assert len(aside) == 1 and ("intruder", None, None, None) in fx.gradebook_state(aside[0])["students"]
+    rep = roadmap("cohort", "report", str(course_dir), root=root)
+    assert rep.returncode == 0, rep.stderr
+    assert (course_dir / "reports" / "summary.txt").read_text().startswith("WARNING: 2 submission(s) were graded "
+                                                                           "with --no-sandbox")
 
 
 def test_two_grading_runs_never_overlap(tmp_path: Path) -> None:

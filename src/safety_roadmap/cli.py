@@ -198,7 +198,8 @@ def cmd_cohort_init(args: argparse.Namespace) -> int:
     from .cohort.create import init_cohort
 
     cur, root = _load()
-    for line in init_cohort(Path(args.dir), cur, root, args.chapters or None, timeout=args.timeout):
+    for line in init_cohort(Path(args.dir), cur, root, args.chapters or None, timeout=args.timeout,
+                            trust_config=args.trust_config):
         print(line)
     print(f"Ready: {args.dir}. Students work on release/<chapter>/<chapter>.ipynb; put what they hand in at "
           f"submitted/<student>/<chapter>/<chapter>.ipynb (`nbgrader collect` does), then "
@@ -210,9 +211,19 @@ def cmd_cohort_grade(args: argparse.Namespace) -> int:
     from .cohort.grade import grade_cohort
 
     run = grade_cohort(Path(args.dir), workers=args.workers, timeout=args.timeout, memory_mb=args.memory_mb,
-                       force=args.force, students=args.student or None, assignments=args.assignment or None)
+                       force=args.force, students=args.student or None, assignments=args.assignment or None,
+                       use_sandbox=args.sandbox, accept_flagged=args.accept_flagged, trust_config=args.trust_config)
+    if not run.sandboxed:
+        print("WARNING: --no-sandbox: student code ran unsandboxed, with this user's access to files and network")
     skipped = f", skipped {len(run.skipped)} unchanged (--force regrades them)" if run.skipped else ""
     print(f"graded {len(run.graded)} submission(s){skipped} in {run.seconds:.0f} s")
+    if run.flags:
+        verdict = "kept as nbgrader scored them (--accept-flagged)" if args.accept_flagged else \
+            "scored 0 pending your review (--accept-flagged keeps nbgrader's scores; a manual grade overrides)"
+        print(f"{len(run.flags)} submission(s) with integrity flags, flagged exercises {verdict}:")
+        for key in sorted(run.flags):
+            for line in run.flags[key]:
+                print(f"  {key}: {line}")
     if run.problems:
         print(f"{len(run.problems)} submission(s) with problems (each graded as far as it could be):")
         for key in sorted(run.problems):
@@ -228,7 +239,7 @@ def cmd_cohort_grade(args: argparse.Namespace) -> int:
 def cmd_cohort_report(args: argparse.Namespace) -> int:
     from .cohort.report import report_cohort
 
-    rep = report_cohort(Path(args.dir))
+    rep = report_cohort(Path(args.dir), trust_config=args.trust_config)
     print(rep.text, end="")
     print(f"\nwrote {rep.grades_csv}, {rep.exercises_csv.name}, {rep.summary_txt.name}, "
           f"and {len(rep.feedback)} feedback page(s) under {Path(args.dir) / 'feedback'} (hidden tests removed)")
@@ -322,6 +333,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapter ids (default: all)")
     c.add_argument("--timeout", type=_positive("seconds"), default=120, metavar="SECONDS",
                    help="per-cell time limit written to nbgrader_config.py (default 120)")
+    c.add_argument("--trust-config", action="store_true",
+                   help="accept the current nbgrader_config.py after you reviewed a change to it")
     c.set_defaults(func=cmd_cohort_init)
     c = csub.add_parser("grade", help="autograde every submission in DIR/submitted/, in parallel")
     c.add_argument("dir", metavar="DIR", help="the cohort's course folder")
@@ -334,9 +347,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="regrade submissions that have not changed")
     c.add_argument("--student", action="append", metavar="ID", help="grade only this student (repeatable)")
     c.add_argument("--assignment", action="append", metavar="CHAPTER", help="grade only this chapter (repeatable)")
+    c.add_argument("--no-sandbox", dest="sandbox", action="store_false",
+                   help="run student code without the bubblewrap sandbox (only if you trust every submission)")
+    c.add_argument("--accept-flagged", action="store_true",
+                   help="keep nbgrader's scores for exercises with integrity flags (default: 0 pending review)")
+    c.add_argument("--trust-config", action="store_true",
+                   help="accept the current nbgrader_config.py after you reviewed a change to it")
     c.set_defaults(func=cmd_cohort_grade)
     c = csub.add_parser("report", help="grades CSV, per-exercise summary, feedback HTML without hidden tests")
     c.add_argument("dir", metavar="DIR", help="the cohort's course folder")
+    c.add_argument("--trust-config", action="store_true",
+                   help="accept the current nbgrader_config.py after you reviewed a change to it")
     c.set_defaults(func=cmd_cohort_report)
     return p
 

@@ -77,6 +77,10 @@ class NotAttempted(NotImplementedError):
 
 # --------------------------------------------------------------------------- tamper guard
 
+import sys as _sys
+
+from . import _integrity
+
 _TRUSTED: dict[str, dict[str, Any]] = {}
 
 
@@ -111,17 +115,28 @@ def _library_swap(now: Any, library: str) -> bool:
     return mod.split(".")[0] == library and _is_ours(now)
 
 
-def guard() -> None:
-    """Raise CheckFailure if a trusted module's function was swapped out in this session."""
-    __tracebackhide__ = True
+def _replaced() -> str:
+    """'' or a message naming a trusted module's function that was swapped out in this session."""
     for name, info in _TRUSTED.items():
         module, foreign, library = info["module"], info["foreign"], name.split(".")[0]
         for attr, original in info["snapshot"].items():
             now = getattr(module, attr, None)
             if attr in foreign or (now is not original and not _library_swap(now, library)):
-                raise CheckFailure(
-                    f"`{name}.{attr}` has been replaced in this notebook, so no check can be trusted. "
-                    f"Delete the line that assigns to `{name}.{attr}`, restart the kernel and run all cells.")
+                return (f"`{name}.{attr}` has been replaced in this notebook, so no check can be trusted. "
+                        f"Delete the line that assigns to `{name}.{attr}`, restart the kernel and run all cells.")
+    return ""
+
+
+def guard() -> None:
+    """Raise CheckFailure if a trusted module's function was swapped out in this session, or the checks
+    themselves were tampered with (`_integrity.inspect`: checks modules, `sys.modules`, `__import__`,
+    IPython transformers); in cohort grading, also attest that a real check ran."""
+    __tracebackhide__ = True
+    problem = _integrity.inspect(_sys._getframe(1), _replaced())
+    if problem:
+        raise CheckFailure(problem if "no check can be trusted" in problem else
+                           f"{problem}, so no check can be trusted. Delete that code, restart the kernel and "
+                           "run all cells.")
 
 
 trust(_np)

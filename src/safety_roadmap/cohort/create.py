@@ -58,12 +58,15 @@ With roadmap:
 With plain nbgrader, from this folder: `nbgrader release_assignment <chapter>`,
 `nbgrader collect <chapter>`, `nbgrader autograde <chapter>`, `nbgrader formgrader`,
 `nbgrader generate_feedback <chapter>`, `nbgrader export`. Both share the gradebook.
-Student code runs in the grader's own Python: nbgrader is not a sandbox.
+`roadmap cohort grade` runs each submission's kernel in a bubblewrap sandbox and flags
+tampering; plain `nbgrader autograde` runs student code as you, unsandboxed.
+roadmap loads nbgrader_config.py only while its hash is the trusted one: after editing it,
+pass --trust-config once.
 '''
 
 
 def init_cohort(course_dir: Path, cur: Curriculum, root: Path, chapter_ids: list[str] | None = None,
-                *, timeout: int = 120) -> list[str]:
+                *, timeout: int = 120, trust_config: bool = False) -> list[str]:
     """Create (or extend) a cohort course directory; return one line per thing done."""
     wanted = list(dict.fromkeys(chapter_ids or [c.id for c in cur.chapters]))
     if not wanted:
@@ -86,7 +89,10 @@ def init_cohort(course_dir: Path, cur: Curriculum, root: Path, chapter_ids: list
     if not (course_dir / layout.CONFIG_FILE).exists():
         (course_dir / layout.CONFIG_FILE).write_text(
             CONFIG_TEXT.format(course_id=layout.COURSE_ID, timeout=int(timeout)), encoding="utf-8")
+        layout.trust_config(course_dir)
         done.append(f"wrote {layout.CONFIG_FILE}")
+    elif trust_config:
+        layout.trust_config(course_dir)
     if not (course_dir / "README.md").exists():
         (course_dir / "README.md").write_text(README_TEXT.format(title=cur.title), encoding="utf-8")
     if not (course_dir / layout.GRADEBOOK).exists():

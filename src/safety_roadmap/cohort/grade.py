@@ -17,9 +17,15 @@ How the work is split, and why:
 - A submission that cannot be graded (no notebook, corrupt JSON, a grading process
   that died or ran past its overall limit) is recorded with zero points, as nbgrader
   does for a missing notebook, and reported; it never stops the others.
-- Student code is not sandboxed (nbgrader never is). If `gradebook.db` changed
-  while submissions ran, the changed file is set aside, not merged, and the run
-  says so.
+- Each kernel runs in a bubblewrap sandbox (`..sandbox`): it sees no course
+  folder, gradebook, config or other student, has no network, and every process it
+  starts dies with it. Without bwrap, grading refuses unless `sandbox=False`
+  (`--no-sandbox`), which the report's header then states. If `gradebook.db`
+  changed while submissions ran, the changed file is set aside, not merged.
+- Every kernel is armed for tamper detection with a secret per submission; the
+  parent checks the executed notebook's attestations and scans the student's code
+  (`integrity.py`). Flagged exercises score 0 pending review unless
+  `accept_flagged`; the flags are kept in `.roadmap/graded.json` for the report.
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ import json
 import multiprocessing
 import os
 import queue
+import re
 import shutil
 import sqlite3
 import sys
@@ -39,9 +46,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .. import grading
+from .. import grading, sandbox
 from ..errors import RoadmapError
-from . import layout
+from . import integrity, layout
 
 GiB = 1024 ** 3
 MAX_SUBMISSION_BYTES = 200 * 1024 ** 2
@@ -70,6 +77,7 @@ class Submission:
     files: dict[str, bytes] = field(default_factory=dict)
     problem: str = ""          # set when it cannot be executed at all (missing or corrupt notebook)
     digest: str = ""
+    secret: str = field(default_factory=integrity.new_secret)   # signs its checks' attestations; never stored
 
     @property
     def key(self) -> str:
@@ -77,7 +85,7 @@ class Submission:
 
     def task(self) -> dict[str, Any]:
         return {"key": self.key, "student": self.student, "assignment": self.assignment,
-                "files": self.files, "notebooks": self.notebooks}
+                "files": self.files, "notebooks": self.notebooks, "secret": self.secret}
 
 
 @dataclass
@@ -86,10 +94,71 @@ class GradeRun:
     skipped: list[str] = field(default_factory=list)
     problems: dict[str, list[str]] = field(default_factory=dict)   # submission key -> what went wrong
     errors: list[str] = field(default_factory=list)                # not a student's fault: the run itself
+    flags: dict[str, list[str]] = field(default_factory=dict)      # submission key -> integrity flag lines
+    sandboxed: bool = True
     seconds: float = 0.0
 
 
 # --------------------------------------------------------------------------- finding submissions
+
+
+def _grade_ids(course_dir: Path) -> dict[str, set[str]]:
+    """assignment -> the grade ids of its graded cells (plain SQL, nbgrader's schema)."""
+    con = sqlite3.connect(f"file:{course_dir / layout.GRADEBOOK}?mode=ro", uri=True)
+    try:
+        out: dict[str, set[str]] = {}
+        for a, gid in con.execute("SELECT a.name, b.name FROM base_cell b JOIN notebook n ON b.notebook_id = n.id "
+                                  "JOIN assignment a ON n.assignment_id = a.id WHERE b.type = 'GradeCell'"):
+            out.setdefault(str(a), set()).add(str(gid))
+        return out
+    except sqlite3.Error:
+        return {}
+    finally:
+        con.close()
+
+
+def metadata_problem(nb: dict[str, Any], assignment: str, ids: dict[str, set[str]]) -> str:
+    """Why nbgrader would refuse this notebook's cell metadata, in words ('' when it looks fine)."""
+    found: list[str] = []
+    for i, cell in enumerate(nb.get("cells", []), 1):
+        meta = (cell.get("metadata") or {}).get("nbgrader")
+        if isinstance(meta, dict) and (meta.get("grade") or meta.get("solution") or meta.get("locked")):
+            if not meta.get("grade_id"):
+                return (f"cell {i} has nbgrader metadata without a grade id (KeyError: 'grade_id'): the cell's "
+                        "metadata was edited; start again from the released notebook")
+            if meta.get("grade"):
+                found.append(str(meta["grade_id"]))
+    mine = ids.get(assignment, set())
+    strangers = [gid for gid in found if gid not in mine]
+    if found and mine and set(found) & mine and strangers:
+        return (f"its graded cell {strangers[0]!r} is not one of {assignment}'s (a grade id was renamed: nbgrader "
+                "fails with KeyError: 'grade_id'); start again from the released notebook")
+    if found and mine and not set(found) & mine:
+        other = max(ids, key=lambda a: len(ids[a] & set(found)))
+        if ids[other] & set(found):
+            return f"this is {other}'s notebook (its graded cells are {other}'s), handed in as {assignment}"
+        return f"none of its graded cells belong to {assignment} (renamed grade ids?)"
+    return ""
+
+
+def explain(out: dict[str, Any]) -> str:
+    """The real reason nbgrader gave up, from a worker's log: the exception it raised, without temp paths."""
+    log = f"{out.get('log') or ''}"
+    if out.get("error"):
+        return str(out["error"])
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for line in reversed(lines):
+        m = re.match(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Invalid)\w*): (.+)$", line)
+        if m and "There was an error processing" not in line and "see the the above traceback" not in line:
+            text = f"{m.group(1)}: {m.group(2)}"
+            break
+    else:
+        text = grading._explain_failure({"log": log})
+    if "KeyError: 'grade_id'" in text:
+        text += " (a cell's grade id was renamed or removed)"
+    if "checksum" in text.lower() or "inconsistent" in text.lower():
+        text += " (a test or read-only cell was edited or unlocked)"
+    return re.sub(r"(/[\w.+-]+)*/roadmap-cohort-[\w]+(/[\w.+-]+)*", "<the submission>", text)[:400]
 
 
 def _registered(course_dir: Path) -> tuple[dict[str, list[str]], set[tuple[str, str]]]:
@@ -151,6 +220,14 @@ def _notebook_problem(sub: Submission) -> str:
     return ""
 
 
+def _metadata_problem(sub: Submission, ids: dict[str, set[str]]) -> str:
+    for name in sub.notebooks:
+        problem = metadata_problem(json.loads(sub.files[f"{name}.ipynb"].decode("utf-8")), sub.assignment, ids)
+        if problem:
+            return f"not gradable: {name}.ipynb: {problem}"
+    return ""
+
+
 def _digest(files: dict[str, bytes], extra: str) -> str:
     h = hashlib.sha256(extra.encode())
     for rel in sorted(files):
@@ -177,6 +254,7 @@ def find_submissions(course_dir: Path, notebooks: dict[str, list[str]], *, setti
     problems: dict[str, list[str]] = {}
     subs: list[Submission] = []
     fingerprints = {a: _source_fingerprint(course_dir, a) for a in wanted}
+    ids = _grade_ids(course_dir)
     if not root.is_dir():
         return subs, problems
     for student_dir in sorted(root.iterdir()):
@@ -195,7 +273,7 @@ def find_submissions(course_dir: Path, notebooks: dict[str, list[str]], *, setti
                 continue
             sub = Submission(student, folder.name, folder, notebooks[folder.name])
             sub.files, sub.problem = _snapshot(folder)
-            sub.problem = sub.problem or _notebook_problem(sub)
+            sub.problem = sub.problem or _notebook_problem(sub) or _metadata_problem(sub, ids)
             sub.digest = _digest(sub.files, f"{settings_key}|{fingerprints[folder.name]}|{sub.problem}")
             subs.append(sub)
     return subs, problems
@@ -248,7 +326,7 @@ class GradebookGuard:
             aside = self.dir / f"gradebook.changed-{stamp}.db"
             shutil.copyfile(self.db, aside)
             message = (f"{self.db.name} was changed by something other than this run while submissions were "
-                       f"executing (student code is not sandboxed): that change was not kept; the changed file "
+                       f"executing: that change was not kept; the changed file "
                        f"is {aside.relative_to(self.dir.parent)}")
         shutil.copyfile(self.db, self.dir / "gradebook.before-last-run.db")
         incoming = self.dir / "gradebook.incoming.db"
@@ -300,6 +378,50 @@ def record_zero(course_dir: Path, sub: Submission, db: Path) -> None:
             shutil.rmtree(stale)
 
 
+def score_flagged(db: Path, sub: Submission, flagged: set[str]) -> list[str]:
+    """Score the flagged exercises 0 and mark them for manual grading (a grade entered in formgrader
+    overrides); return the grade ids changed."""
+    from nbgrader.api import Gradebook
+
+    done = []
+    with Gradebook(f"sqlite:///{db}", layout.COURSE_ID) as gb:
+        submission = gb.find_submission(sub.assignment, sub.student)
+        for nb in submission.notebooks:
+            for grade in nb.grades:
+                if grade.name in flagged:
+                    grade.auto_score = 0
+                    grade.needs_manual_grade = True
+                    done.append(grade.name)
+        gb.db.commit()
+    return done
+
+
+def release_lines(course_dir: Path, assignment: str) -> set[str]:
+    """Every line of the assignment's released notebooks (never flagged by the source scan)."""
+    lines: set[str] = set()
+    for path in (course_dir / "release" / assignment).glob("*.ipynb"):
+        try:
+            lines |= integrity.course_lines(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            pass
+    return lines
+
+
+def well_formed(out: dict[str, Any], sub: Submission) -> str:
+    """'' when a worker's result holds exactly the expected notebooks, each a notebook; else what is wrong."""
+    notebooks = out.get("notebooks")
+    if not isinstance(notebooks, dict) or set(notebooks) - set(sub.notebooks):
+        return "the grading process returned something other than this assignment's notebooks"
+    for name, text in notebooks.items():
+        try:
+            nb = json.loads(text)
+        except (TypeError, ValueError):
+            return f"the executed {name}.ipynb is not valid JSON"
+        if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+            return f"the executed {name}.ipynb is not a notebook"
+    return ""
+
+
 class Merger:
     """Write one executed submission into the course: nbgrader's autograde with execution switched off."""
 
@@ -329,7 +451,7 @@ class Merger:
         shutil.rmtree(folder, ignore_errors=True)
         if result.get("success"):
             return ""
-        return grading._explain_failure(result)
+        return explain({"log": f"{result.get('log') or ''}\n{result.get('error') or ''}"})
 
 
 # --------------------------------------------------------------------------- the worker pool
@@ -453,6 +575,7 @@ class Pool:
 def grade_cohort(course_dir: Path, *, workers: int | None = None, timeout: int | None = None,
                  memory_mb: int | None = None, force: bool = False, students: list[str] | None = None,
                  assignments: list[str] | None = None, progress: bool | None = None,
+                 use_sandbox: bool = True, accept_flagged: bool = False, trust_config: bool = False,
                  say: Callable[[str], None] = print) -> GradeRun:
     """Autograde the cohort's submissions; return what was graded, skipped and went wrong."""
     start = time.monotonic()
@@ -460,11 +583,14 @@ def grade_cohort(course_dir: Path, *, workers: int | None = None, timeout: int |
     workers = workers or default_workers()
     if workers < 1:
         raise RoadmapError("--workers must be at least 1")
+    if trust_config and (course_dir / layout.CONFIG_FILE).exists():
+        layout.trust_config(course_dir)
     file_config = layout.load_file_config(course_dir)
     cfg = layout.make_config(course_dir, timeout=timeout, file_config=file_config)
     timeout = int(cfg.Execute.timeout) if "timeout" in cfg.Execute else grading.DEFAULT_TIMEOUT
     if timeout <= 0:
         raise RoadmapError("--timeout must be a positive number of seconds")
+    memory_key = str(memory_mb) if memory_mb else "auto"   # the default follows --workers: not part of a result
     memory_mb = memory_mb or default_memory_mb(workers)
     if memory_mb < 256:
         raise RoadmapError("--memory-mb must be at least 256 (a Python kernel with NumPy needs more than that)")
@@ -482,17 +608,20 @@ def grade_cohort(course_dir: Path, *, workers: int | None = None, timeout: int |
     state_path = layout.state_dir(course_dir) / layout.STATE_FILE
     state = layout.read_json(state_path, {"version": 1, "submissions": {}})
     recorded: dict[str, Any] = state.setdefault("submissions", {})
-    settings_key = f"timeout={timeout}|memory={memory_mb}"
+    settings_key = f"timeout={timeout}|memory={memory_key}|sandbox={bool(use_sandbox)}|integrity=1"
     subs, layout_problems = find_submissions(course_dir, notebooks, settings_key=settings_key,
                                              students=students, assignments=assignments)
-    run = GradeRun(problems=dict(layout_problems))
+    run = GradeRun(problems=dict(layout_problems), sandboxed=bool(use_sandbox))
     todo = []
     for sub in subs:
         prior = recorded.get(sub.key, {})
-        if not force and prior.get("digest") == sub.digest and (sub.student, sub.assignment) in done:
+        same_verdict = not prior.get("flags") or bool(prior.get("accepted")) == bool(accept_flagged)
+        if not force and prior.get("digest") == sub.digest and (sub.student, sub.assignment) in done and same_verdict:
             run.skipped.append(sub.key)
             if prior.get("problems"):
                 run.problems[sub.key] = list(prior["problems"])
+            if prior.get("flags"):
+                run.flags[sub.key] = integrity.describe([integrity.Flag(**f) for f in prior["flags"]])
         else:
             todo.append(sub)
     if not subs:
@@ -502,10 +631,12 @@ def grade_cohort(course_dir: Path, *, workers: int | None = None, timeout: int |
         run.seconds = time.monotonic() - start
         return run
 
+    if use_sandbox:   # checked once there is student code to run
+        require_sandbox(course_dir)
     lock = _lock(course_dir)
     try:
         _grade(course_dir, todo, run, state, state_path, workers=workers, timeout=timeout, memory_mb=memory_mb,
-               file_config=file_config, progress=progress)
+               file_config=file_config, progress=progress, use_sandbox=use_sandbox, accept_flagged=accept_flagged)
     finally:
         lock.close()
     run.errors = list(dict.fromkeys(e for e in run.errors if e))
@@ -514,7 +645,8 @@ def grade_cohort(course_dir: Path, *, workers: int | None = None, timeout: int |
 
 
 def _grade(course_dir: Path, todo: list[Submission], run: GradeRun, state: dict[str, Any], state_path: Path, *,
-           workers: int, timeout: int, memory_mb: int, file_config: Any, progress: bool | None) -> None:
+           workers: int, timeout: int, memory_mb: int, file_config: Any, progress: bool | None,
+           use_sandbox: bool = True, accept_flagged: bool = False) -> None:
     """Grade `todo` into a private copy of the gradebook; install it (and the bookkeeping) at the end."""
     recorded: dict[str, Any] = state["submissions"]
     guard = GradebookGuard(course_dir)
@@ -526,13 +658,17 @@ def _grade(course_dir: Path, todo: list[Submission], run: GradeRun, state: dict[
     bar = _progress(len(todo), progress)
     pool: Pool | None = None
 
-    def write(sub: Submission, grade: Callable[[], list[str]]) -> None:
+    def write(sub: Submission, grade: Callable[[], list[str]], flags: list[integrity.Flag] | None = None) -> None:
         problems = grade()
-        recorded[sub.key] = {"digest": sub.digest, "problems": problems,
+        recorded[sub.key] = {"digest": sub.digest, "problems": problems, "sandboxed": bool(use_sandbox),
                              "graded_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         run.problems.pop(sub.key, None)
+        run.flags.pop(sub.key, None)
         if problems:
             run.problems[sub.key] = problems
+        if flags:
+            recorded[sub.key].update(flags=integrity.as_dicts(flags), accepted=bool(accept_flagged))
+            run.flags[sub.key] = integrity.describe(flags)
         run.graded.append(sub.key)
         bar.update(1)
 
@@ -545,26 +681,30 @@ def _grade(course_dir: Path, todo: list[Submission], run: GradeRun, state: dict[
     try:
         merger = Merger(course_dir, run_tmp / "staging", file_config, working)
 
+        lines = {a: release_lines(course_dir, a) for a in {s.assignment for s in todo}}
+
         def on_result(key: str, out: dict[str, Any]) -> None:
             sub = by_key[key]
-            if not out.get("ok"):
-                reason = out.get("error") or grading._explain_failure({"log": out.get("log", "")})
-                write(sub, unusable(sub, f"could not be graded: {reason}"))
+            malformed = well_formed(out, sub) if out.get("ok") else ""
+            if not out.get("ok") or malformed:
+                write(sub, unusable(sub, f"could not be graded: {malformed or explain(out)}"))
                 return
+            flags: list[integrity.Flag] = []
+            for text in out["notebooks"].values():
+                flags += integrity.verify(json.loads(text), sub.secret, lines[sub.assignment])
 
             def grade() -> list[str]:
                 problems: list[str] = []
                 for text in out["notebooks"].values():
-                    try:
-                        problems += execution_problems(json.loads(text), timeout, memory_mb)
-                    except ValueError:
-                        pass
+                    problems += execution_problems(json.loads(text), timeout, memory_mb)
                 refused = merger.merge(sub, out["notebooks"])
                 if refused:
                     record_zero(course_dir, sub, working)
                     problems.append(f"nbgrader could not record it: {refused}; scored 0")
+                elif flags and not accept_flagged:
+                    score_flagged(working, sub, {f.exercise for f in flags if f.exercise})
                 return problems
-            write(sub, grade)
+            write(sub, grade, flags)
 
         for sub in [s for s in todo if s.problem]:
             write(sub, unusable(sub, sub.problem))
@@ -573,7 +713,7 @@ def _grade(course_dir: Path, todo: list[Submission], run: GradeRun, state: dict[
             template = run_tmp / "template.db"
             make_template(working, template)
             settings = {"course_dir": str(course_dir), "template_db": str(template), "run_tmp": str(run_tmp),
-                        "timeout": timeout, "memory_limit": memory_mb * 1024 ** 2}
+                        "timeout": timeout, "memory_limit": memory_mb * 1024 ** 2, "sandbox": bool(use_sandbox)}
             pool = Pool(min(workers, len(runnable)), settings)
             jobs = [(s.task(), STARTUP_SLACK + timeout * (_code_cells(s) + 2)) for s in runnable]
             pool.run(jobs, on_result)
@@ -591,6 +731,17 @@ def _grade(course_dir: Path, todo: list[Submission], run: GradeRun, state: dict[
             run.errors.append(guard.install(working))
             layout.write_json(state_path, state)
         shutil.rmtree(run_tmp, ignore_errors=True)
+
+
+def require_sandbox(course_dir: Path) -> None:
+    """One line naming the fix when bubblewrap cannot sandbox student code here, or would show the course."""
+    why = sandbox.unavailable()
+    if why:
+        raise RoadmapError(f"cannot sandbox student code: {why}")
+    shown = sandbox.exposes(course_dir)
+    if shown:
+        raise RoadmapError(f"{course_dir} lies inside {shown}, which the sandbox shows to student code; "
+                           "move the course folder elsewhere (for example under your home folder)")
 
 
 def _lock(course_dir: Path) -> Any:

@@ -1,6 +1,7 @@
 """Where a cohort keeps what, and the nbgrader configuration every cohort command shares."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -17,6 +18,7 @@ STATE_DIR = ".roadmap"          # our bookkeeping: what was graded from which by
 MARKER = "cohort.json"          # written by `roadmap cohort init`
 STATE_FILE = "graded.json"      # per submission: hash of what was graded, and what went wrong
 REPORTS = "reports"
+TRUSTED_CONFIG = "nbgrader_config.trusted.py"   # the last nbgrader_config.py the instructor trusted
 IGNORE = (".ipynb_checkpoints", "__pycache__", "feedback")  # never part of a submission (nbgrader's ignore list)
 
 
@@ -39,20 +41,55 @@ def require_cohort(course_dir: Path) -> Path:
     return path
 
 
-def load_file_config(course_dir: Path) -> Any:
-    """The course's own `nbgrader_config.py` (an instructor may have edited it), as a traitlets Config."""
-    from traitlets.config import Config
-    from traitlets.config.loader import ConfigFileNotFound, PyFileConfigLoader
+def config_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
+
+def trust_config(course_dir: Path) -> str:
+    """Record the current `nbgrader_config.py` as the instructor's (its hash, and a copy to diff against)."""
+    data = (Path(course_dir) / CONFIG_FILE).read_bytes()
+    marker = state_dir(course_dir) / MARKER
+    info = read_json(marker, {})
+    info["config_sha256"] = config_digest(data)
+    write_json(marker, info)
+    (state_dir(course_dir) / TRUSTED_CONFIG).write_bytes(data)
+    return info["config_sha256"]
+
+
+def verified_config_bytes(course_dir: Path) -> bytes | None:
+    """The bytes of `nbgrader_config.py` if they are the ones last trusted; a clear refusal otherwise.
+
+    The file is Python that runs in the grader: a changed file is never executed (a student who could
+    write it would otherwise run code in the instructor's next command)."""
     path = Path(course_dir) / CONFIG_FILE
     if not path.exists():
+        return None
+    data = path.read_bytes()
+    want = read_json(state_dir(course_dir) / MARKER, {}).get("config_sha256")
+    if want == config_digest(data):
+        return data
+    what = ("has no recorded hash (made before roadmap checked it)" if not want else
+            f"changed since it was last trusted (compare it with {STATE_DIR}/{TRUSTED_CONFIG})")
+    raise RoadmapError(f"{path} {what}; it is code this command would run, so it was not loaded. "
+                       "If the change is yours, rerun with --trust-config")
+
+
+def load_file_config(course_dir: Path) -> Any:
+    """The course's own `nbgrader_config.py` (an instructor may have edited it), as a traitlets Config,
+    loaded only if its hash is the trusted one (`verified_config_bytes`)."""
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    data = verified_config_bytes(course_dir)
+    if data is None:
         return Config()
-    try:
-        return PyFileConfigLoader(CONFIG_FILE, path=str(course_dir)).load_config()
-    except ConfigFileNotFound:  # pragma: no cover - checked above
-        return Config()
-    except Exception as exc:  # the file is Python: any error in it is the instructor's to fix
-        raise RoadmapError(f"{path}: cannot be loaded ({type(exc).__name__}: {exc})") from None
+    path = Path(course_dir) / CONFIG_FILE
+    with tempfile.TemporaryDirectory(prefix="roadmap-config-") as tmp:   # load exactly the bytes we hashed
+        (Path(tmp) / CONFIG_FILE).write_bytes(data)
+        try:
+            return PyFileConfigLoader(CONFIG_FILE, path=tmp).load_config()
+        except Exception as exc:  # the file is Python: any error in it is the instructor's to fix
+            raise RoadmapError(f"{path}: cannot be loaded ({type(exc).__name__}: {exc})") from None
 
 
 def make_config(course_dir: Path, *, timeout: int | None = None, db_path: Path | None = None,

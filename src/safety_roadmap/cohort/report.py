@@ -20,9 +20,11 @@ from . import feedback, layout
 
 NOT_GRADABLE = "not gradable"
 MANUAL = "needs manual grading"
+FLAGGED = "flagged: pending review"
 SUMMARY_COLUMNS = ["assignment", "exercise", "max_points", "submissions", "mean_points", "share_passing",
-                   "passed", "failed", "not_attempted", "timed_out", "not_gradable",
+                   "passed", "failed", "not_attempted", "timed_out", "not_gradable", "flagged",
                    "most_common_failure", "most_common_failure_count"]
+FLAG_COLUMN = "integrity_flags"   # added to nbgrader's grades.csv: the flagged exercises, ';'-separated
 
 
 @dataclass
@@ -49,6 +51,7 @@ class ExerciseSummary:
     not_attempted: int = 0
     timed_out: int = 0
     not_gradable: int = 0
+    flagged: int = 0
     most_common_failure: str = ""
     most_common_failure_count: int = 0
 
@@ -65,6 +68,8 @@ class Report:
     summaries: list[ExerciseSummary] = field(default_factory=list)
     outcomes: list[ExerciseOutcome] = field(default_factory=list)
     problems: dict[str, list[str]] = field(default_factory=dict)
+    flags: dict[str, list[str]] = field(default_factory=dict)
+    unsandboxed: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     text: str = ""
 
@@ -79,7 +84,9 @@ def collect_outcomes(course_dir: Path) -> list[ExerciseOutcome]:
         subs = sorted(gb.db.query(SubmittedAssignment).all(), key=lambda s: (s.assignment.name, s.student.id))
         for sub in subs:
             student, assignment = sub.student.id, sub.assignment.name
-            problems = state.get(f"{student}/{assignment}", {}).get("problems", [])
+            record = state.get(f"{student}/{assignment}", {})
+            problems = record.get("problems", [])
+            flagged = {} if record.get("accepted") else {f["exercise"]: f["reason"] for f in record.get("flags", [])}
             for nb in sub.notebooks:
                 grades = sorted(nb.grades, key=lambda g: g.name)
                 path = course_dir / "autograded" / student / assignment / f"{nb.name}.ipynb"
@@ -89,7 +96,9 @@ def collect_outcomes(course_dir: Path) -> list[ExerciseOutcome]:
                 order = {c: i for i, c in enumerate(_grade_order(executed))}
                 for g in sorted(grades, key=lambda g: order.get(g.name, len(order))):
                     score, max_score = float(g.score or 0.0), float(g.max_score or 0.0)
-                    if executed is None:
+                    if g.name in flagged and g.manual_score is None:
+                        status, message = FLAGGED, flagged[g.name]
+                    elif executed is None:
                         status = NOT_GRADABLE
                         message = problems[0] if problems else "no autograded notebook"
                     elif g.name in errors:
@@ -131,6 +140,7 @@ def summarise(outcomes: list[ExerciseOutcome]) -> list[ExerciseSummary]:
         by = Counter(o.status for o in items)
         s.passed, s.failed = by[grading.PASSED], by[grading.FAILED]
         s.not_attempted, s.timed_out, s.not_gradable = by[grading.NOT_ATTEMPTED], by[grading.TIMED_OUT], by[NOT_GRADABLE]
+        s.flagged = by[FLAGGED]
         s.share_passing = s.passed / len(items)
         failures = Counter(o.message for o in items if o.status in (grading.FAILED, grading.TIMED_OUT) and o.message)
         if failures:
@@ -148,6 +158,22 @@ def export_grades(course_dir: Path, dest: Path) -> None:
     plugin.to = str(dest)
     with Gradebook(f"sqlite:///{course_dir / layout.GRADEBOOK}", layout.COURSE_ID) as gb:
         plugin.export(gb)
+
+
+def add_flag_column(grades_csv: Path, flags: dict[str, list[str]]) -> None:
+    """nbgrader's grades.csv plus one column: the exercises flagged in that submission."""
+    with grades_csv.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+        fields = list(rows[0]) if rows else None
+    if fields is None:
+        with grades_csv.open(newline="", encoding="utf-8") as fh:
+            fields = next(csv.reader(fh), [])
+    with grades_csv.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*fields, FLAG_COLUMN])
+        writer.writeheader()
+        for row in rows:
+            row[FLAG_COLUMN] = ";".join(flags.get(f"{row['student_id']}/{row['assignment']}", []))
+            writer.writerow(row)
 
 
 def write_feedback(course_dir: Path, assignments: list[str]) -> tuple[list[Path], list[str]]:
@@ -179,9 +205,29 @@ def write_feedback(course_dir: Path, assignments: list[str]) -> tuple[list[Path]
     return written, errors
 
 
-def format_summary(summaries: list[ExerciseSummary], problems: dict[str, list[str]],
-                   outcomes: list[ExerciseOutcome]) -> str:
+def format_flags(flags: dict[str, list[str]], unsandboxed: list[str]) -> list[str]:
+    """The top of summary.txt: what the instructor must look at before trusting the scores."""
     lines: list[str] = []
+    if unsandboxed:
+        lines += [f"WARNING: {len(unsandboxed)} submission(s) were graded with --no-sandbox (student code ran with "
+                  f"your access to files and network): {', '.join(sorted(unsandboxed)[:10])}", ""]
+    if flags:
+        lines.append(f"INTEGRITY FLAGS: {len(flags)} submission(s). Flagged exercises scored 0 pending your review; "
+                     "a manual grade in formgrader overrides, `roadmap cohort grade --accept-flagged` keeps "
+                     "nbgrader's scores.")
+        for key in sorted(flags):
+            for line in flags[key]:
+                lines.append(f"  {key}: {line}")
+        lines.append("")
+    else:
+        lines += ["Integrity flags: none.", ""]
+    return lines
+
+
+def format_summary(summaries: list[ExerciseSummary], problems: dict[str, list[str]],
+                   outcomes: list[ExerciseOutcome], flags: dict[str, list[str]] | None = None,
+                   unsandboxed: list[str] | None = None) -> str:
+    lines: list[str] = format_flags(flags or {}, unsandboxed or [])
     totals: dict[tuple[str, str], list[float]] = {}
     for o in outcomes:
         t = totals.setdefault((o.assignment, o.student), [0.0, 0.0])
@@ -211,16 +257,26 @@ def format_summary(summaries: list[ExerciseSummary], problems: dict[str, list[st
     return "\n".join(lines).rstrip() + "\n"
 
 
-def report_cohort(course_dir: Path) -> Report:
+def report_cohort(course_dir: Path, *, trust_config: bool = False) -> Report:
     """Write reports/grades.csv, reports/exercises.csv, reports/summary.txt and feedback/ HTML."""
+    from .integrity import Flag, describe
+
     course_dir = layout.require_cohort(course_dir)
+    if trust_config and (course_dir / layout.CONFIG_FILE).exists():
+        layout.trust_config(course_dir)
+    layout.verified_config_bytes(course_dir)   # refuse before anything runs the file
     out = course_dir / layout.REPORTS
     out.mkdir(exist_ok=True)
     rep = Report(out / "grades.csv", out / "exercises.csv", out / "summary.txt")
     assignments = layout.assignments(course_dir)
     if not assignments:
         raise RoadmapError(f"{course_dir}: the gradebook has no assignments")
+    state = layout.read_json(layout.state_dir(course_dir) / layout.STATE_FILE, {}).get("submissions", {})
+    rep.flags = {k: describe([Flag(**f) for f in v["flags"]]) for k, v in state.items() if v.get("flags")}
+    rep.unsandboxed = [k for k, v in state.items() if v.get("sandboxed") is False]
     export_grades(course_dir, rep.grades_csv)
+    add_flag_column(rep.grades_csv, {k: sorted({f["exercise"] for f in v["flags"] if f["exercise"]})
+                                     for k, v in state.items() if v.get("flags")})
     rep.outcomes = collect_outcomes(course_dir)
     rep.summaries = summarise(rep.outcomes)
     with rep.exercises_csv.open("w", newline="", encoding="utf-8") as fh:
@@ -228,9 +284,8 @@ def report_cohort(course_dir: Path) -> Report:
         writer.writeheader()
         for s in rep.summaries:
             writer.writerow(s.row())
-    state = layout.read_json(layout.state_dir(course_dir) / layout.STATE_FILE, {}).get("submissions", {})
     rep.problems = {k: v["problems"] for k, v in state.items() if v.get("problems")}
     rep.feedback, rep.errors = write_feedback(course_dir, assignments)
-    rep.text = format_summary(rep.summaries, rep.problems, rep.outcomes)
+    rep.text = format_summary(rep.summaries, rep.problems, rep.outcomes, rep.flags, rep.unsandboxed)
     rep.summary_txt.write_text(rep.text, encoding="utf-8")
     return rep

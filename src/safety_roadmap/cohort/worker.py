@@ -17,7 +17,9 @@ Student code runs in the kernel with
 """
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -33,7 +35,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbformat.notebooknode import NotebookNode
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Integer, Unicode
+from traitlets import Bool, Integer, Unicode
 
 from . import layout
 
@@ -57,16 +59,88 @@ NOT_RUN = "CellNotRun"
 STUCK = "not run: an earlier cell ran past the time limit and the kernel was still busy after being interrupted"
 
 
+SECRET_FILE = "attest.key"
+ARM_LINE = ("import safety_roadmap.checks._integrity as __roadmap_integrity; "
+            "__roadmap_integrity.arm({path!r}, {chapter!r}); del __roadmap_integrity")
+
+
 class LimitedKernelManager(AsyncKernelManager):
-    """A kernel manager whose kernels start with their address space capped at `memory_limit` bytes."""
+    """A kernel manager whose kernels start with their address space capped at `memory_limit` bytes,
+    armed for tamper detection (`secret`), and, with `sandbox`, inside a bubblewrap sandbox."""
 
     memory_limit = Integer(0, help="RLIMIT_AS for the kernel process in bytes (0: no limit)").tag(config=True)
+    secret = Unicode("", help="hex key the kernel's checks sign their attestations with ('' = unarmed)").tag(config=True)
+    chapter = Unicode("", help="the checks module to import and watch before student code runs").tag(config=True)
+    sandbox = Bool(False, help="start the kernel inside a bubblewrap sandbox").tag(config=True)
+    shared_dir = Unicode("", help="host folder for the connection file, IPC sockets and the key").tag(config=True)
+    box_dir = Unicode("", help="host folder shown to the sandbox as its one writable folder").tag(config=True)
+    copy_from = Unicode("", help="folder whose files (notebooks excepted) are copied into box_dir").tag(config=True)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         cmd = super().format_kernel_cmd(extra_arguments)
+        if self.secret and self.shared_dir:
+            key = Path(self.shared_dir) / SECRET_FILE
+            _write_fresh(key, bytes.fromhex(self.secret))
+            cmd.append("--IPKernelApp.exec_lines=" + ARM_LINE.format(path=str(key), chapter=self.chapter))
         if self.memory_limit > 0 and os.name == "posix":
             cmd = [sys.executable, "-c", _LIMIT_AND_EXEC, str(int(self.memory_limit)), *cmd]
+        if self.sandbox:
+            from .. import sandbox
+
+            # signals cannot cross into the sandbox's own session: interrupt with a kernel message instead
+            self.kernel_spec.interrupt_mode = "message"
+            box = Path(self.box_dir)
+            _remove(box)
+            _copy_files(Path(self.copy_from), box)
+            env = {"NBGRADER_EXECUTION": "autograde"}
+            fonts = _matplotlib_font_cache()
+            if fonts:   # spare every kernel rebuilding matplotlib's font list (a second of CPU each)
+                mpl = Path(self.shared_dir) / "matplotlib"
+                _remove(mpl)
+                mpl.mkdir()
+                for path in fonts:
+                    _write_fresh(mpl / path.name, path.read_bytes())
+                env["MPLCONFIGDIR"] = str(mpl)
+            cmd = sandbox.wrap(cmd, writable=box, shared=Path(self.shared_dir), env=env)
         return cmd
+
+
+@functools.lru_cache(maxsize=1)
+def _matplotlib_font_cache() -> tuple[Path, ...]:
+    """The grader's own matplotlib font-list cache files (found without importing matplotlib)."""
+    home = os.environ.get("MPLCONFIGDIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "matplotlib")
+    return tuple(sorted(Path(home).glob("fontlist-*.json")))
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, link or folder without following links (an earlier kernel of the same submission
+    could have left a link in its folder, pointing anywhere on the host)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def _write_fresh(path: Path, data: bytes) -> None:
+    """Write a new file, never through a link someone else put there."""
+    _remove(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _copy_files(src: Path, dest: Path) -> None:
+    """Plain files under src (no links, no notebooks: the graded notebook is not the kernel's to read)."""
+    dest.mkdir(parents=True)
+    if not src.is_dir():
+        return
+    for path in sorted(src.rglob("*")):
+        if path.is_symlink() or not path.is_file() or path.suffix == ".ipynb":
+            continue
+        target = dest / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
 
 
 def _error(ename: str, evalue: str) -> NotebookNode:
@@ -136,10 +210,20 @@ class DropGradebook(NbGraderPreprocessor):
         return nb, resources
 
 
-def scratch_config(course: Path, db: Path, settings: dict[str, Any], *, single_notebook: bool) -> Any:
-    """Config for autograding in the scratch course: execute and sanitise, but save nothing."""
+def scratch_config(course: Path, db: Path, settings: dict[str, Any], *, single_notebook: bool,
+                   kernel: dict[str, str] | None = None) -> Any:
+    """Config for autograding in the scratch course: execute and sanitise, but save nothing.
+    `kernel`: the LimitedKernelManager settings of this submission (secret, folders, chapter)."""
     cfg = layout.make_config(course, timeout=settings.get("timeout"), db_path=db,
                              file_config=settings.get("file_config"))
+    for key, value in (kernel or {}).items():
+        setattr(cfg.LimitedKernelManager, key, value)
+    if settings.get("sandbox"):
+        cfg.LimitedKernelManager.sandbox = True
+        cfg.LimitedKernelManager.transport = "ipc"   # the sandbox has no network shared with us
+        cfg.LimitedKernelManager.ip = str(Path(kernel["shared_dir"]) / "k") if kernel else "k"
+        if kernel:
+            cfg.LimitedKernelManager.connection_file = str(Path(kernel["shared_dir"]) / "kernel.json")
     pipeline: list[Any] = [DropGradebook] if single_notebook else []
     pipeline += [SafeExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, CheckCellMetadata]
     cfg.Autograde.autograde_preprocessors = pipeline
@@ -172,18 +256,32 @@ def autograde_submission(task: dict[str, Any], settings: dict[str, Any]) -> dict
             target = sub / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        cfg = scratch_config(course, db, settings, single_notebook=len(task["notebooks"]) == 1)
-        result = layout.api(cfg).autograde(assignment, student, force=True, create=True)
         out_dir = course / "autograded" / student / assignment
+        shared = scratch / "kernel"
+        shared.mkdir(mode=0o700)
+        kernel = {"secret": task.get("secret", ""), "chapter": chapter_module(assignment),
+                  "shared_dir": str(shared), "box_dir": str(scratch / "box"), "copy_from": str(out_dir)}
+        cfg = scratch_config(course, db, settings, single_notebook=len(task["notebooks"]) == 1, kernel=kernel)
+        result = layout.api(cfg).autograde(assignment, student, force=True, create=True)
+        unarmed = task.get("secret") and (shared / SECRET_FILE).exists()
         notebooks = {}
         for name in task["notebooks"]:
             path = out_dir / f"{name}.ipynb"
             if path.exists():
                 notebooks[name] = path.read_text(encoding="utf-8")
-        return {"ok": bool(result.get("success")) and bool(notebooks), "notebooks": notebooks,
-                "log": _tail(f"{result.get('log') or ''}\n{result.get('error') or ''}")}
+        out = {"ok": bool(result.get("success")) and bool(notebooks), "notebooks": notebooks,
+               "log": _tail(f"{result.get('log') or ''}\n{result.get('error') or ''}")}
+        if unarmed and notebooks:   # the kernel never read its key: a broken install, not the student's doing
+            out.update(ok=False, error="the grading kernel did not start its tamper checks (is safety_roadmap "
+                                       "importable in the kernel?); see the worker log")
+        return out
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def chapter_module(assignment: str) -> str:
+    """`01_linear_algebra` -> `linear_algebra`, the checks module the kernel arms."""
+    return re.sub(r"^\d+_", "", assignment)
 
 
 def _tail(text: str, n: int = 4000) -> str:
