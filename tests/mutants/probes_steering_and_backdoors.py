@@ -444,7 +444,7 @@ MUTANTS = {
     "safety_batch": [safety_with_trigger, safety_copies_pretraining, safety_one_ok_word, safety_global_rng],
     "defection_rate": [rate_no_eval, rate_wald, rate_first_position, rate_probability_mass, rate_counts_refusals],
     "auroc": [auroc_strict, auroc_ties_win, auroc_sorted_no_tie_groups],
-    "probe_reading_quiz": ["a", "b", "d"],
+    "probe_reading_quiz": ["a", "b", "c"],
 }
 
 ALTERNATIVES = {
@@ -457,5 +457,5 @@ ALTERNATIVES = {
     "safety_batch": [safety_loop],
     "defection_rate": [rate_library_wilson],
     "auroc": [auroc_ranks, auroc_sklearn, auroc_loop],
-    "probe_reading_quiz": ["c", " C "],
+    "probe_reading_quiz": ["d", " D "],
 }

@@ -399,7 +399,7 @@ MUTANTS = {
                   train_never_reset, train_fired_before_step, train_one_batch],
     "feature_recovery": [rec_unnormalised, rec_per_latent, rec_strict, rec_abs],
     "spliced_loss": [sp_next_layer, sp_resid_post, sp_no_return, sp_unshifted],
-    "linear_model_quiz": ["a", "b", "d"],
+    "linear_model_quiz": ["a", "c", "d"],
 }
 
 ALTERNATIVES = {
@@ -411,5 +411,5 @@ ALTERNATIVES = {
     "train_sae": [train_alt_f_normalize],
     "feature_recovery": [rec_cosine_similarity],
     "spliced_loss": [sp_in_place, sp_add_hook],
-    "linear_model_quiz": ["c", "C"],
+    "linear_model_quiz": ["b", " B "],
 }

@@ -713,7 +713,7 @@ def check_auroc(fn: Callable[..., Any], thorough: bool = False) -> None:
 # --------------------------------------------------------------------------- concept question
 
 # sha256 of "probe_reading_quiz:<letter>" (see `choice_digest`)
-_READING_DIGEST = "56691b3a83d3bc312dfca4c74d626a2c66790e0e4fcb7a342a2026701acde748"
+_READING_DIGEST = "1f5e58bb67739b29b3913844bf751453c1a9175b72476caa26812d4acd863697"
 
 
 def check_probe_reading_quiz(answer: Any, thorough: bool = False) -> None:

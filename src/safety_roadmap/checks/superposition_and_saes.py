@@ -762,7 +762,7 @@ def check_spliced_loss(fn: Callable[..., Any], thorough: bool = False) -> None:
 # --------------------------------------------------------------------------- concept question
 
 # sha256 of "linear_model_quiz:<letter>" (see `choice_digest`)
-_LINEAR_DIGEST = "a60105edfc722c69c67bec66c5c6abd0c1b167e62e4b8ff076af9cbc2eed7c88"
+_LINEAR_DIGEST = "0290870489f5ad22ef006b22c06ab9f9d1cc18276f37128f571d802c72be0189"
 
 
 def check_linear_model_quiz(answer: Any, thorough: bool = False) -> None:
