@@ -32,3 +32,14 @@ def root() -> Path:
 @pytest.fixture(scope="session")
 def curriculum() -> Curriculum:
     return load_curriculum(ROOT / "curriculum.yaml")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread for the test, as the chapters run (tiny models: one thread is fastest)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,12 +13,7 @@ from safety_roadmap.reference import superposition_and_saes as ref
 SEEDS = [0, 1, 2]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _sweep(seed: int, linear: bool = False) -> torch.Tensor:
