@@ -103,11 +103,12 @@ def wrap(cmd: list[str], *, writable: Path, shared: Path, env: dict[str, str] | 
     bwrap = bwrap_path()
     if bwrap is None:
         raise RuntimeError(f"bwrap not found: {FIX}")
-    args = [bwrap, *FLAGS, *_system_args()]
+    # The private /tmp comes first: bwrap mounts in order, so a tmpfs on /tmp laid after the binds would
+    # hide a project or environment that lives under /tmp (a CI checkout, a scratch clone).
+    args = [bwrap, *FLAGS, *_system_args(), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", HOME]
     for p in readonly_paths():
         args += ["--ro-bind", str(p), str(p)]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", HOME,
-             "--bind", str(writable), INSIDE, "--bind", str(shared), str(shared), "--chdir", INSIDE,
+    args += ["--bind", str(writable), INSIDE, "--bind", str(shared), str(shared), "--chdir", INSIDE,
              *_env(env or {}), "--", *cmd]
     return args
 
