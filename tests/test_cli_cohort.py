@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from safety_roadmap.cli import main
 
 from . import cohort_fixture as fx
+
+from .cli_tools import cli
 
 
 @pytest.fixture()
@@ -20,15 +21,6 @@ def course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SAFETY_ROADMAP_ROOT", str(root))
     monkeypatch.setenv("SAFETY_ROADMAP_PROGRESS_DB", str(tmp_path / "progress.db"))
     return root
-
-
-def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    try:
-        rc = main(list(args))
-    except SystemExit as exc:
-        rc = int(exc.code or 0)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 def one_line_error(result: tuple[int, str, str], *fragments: str) -> None:

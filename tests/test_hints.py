@@ -7,26 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from safety_roadmap.cli import main
 from safety_roadmap.curriculum import load_curriculum
 from safety_roadmap.errors import RoadmapError
 from safety_roadmap.hints import hint, hints_for
 
 from . import cohort_fixture as fx
 from . import notebook_tools as nbt
+from .cli_tools import cli
 from .conftest import ROOT
 
 REAL = "01_linear_algebra"   # the one chapter certain to exist
 N = len(hints_for(load_curriculum(ROOT / "curriculum.yaml"), ROOT, REAL, "cosine_similarity")[1])
-
-
-def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    try:
-        rc = main(list(args))
-    except SystemExit as exc:
-        rc = int(exc.code or 0)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
 
 
 def _solution_lines(source_nb: dict) -> set[str]:

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from safety_roadmap import progress
-from safety_roadmap.cli import main
 from safety_roadmap.curriculum import load_curriculum
 from safety_roadmap.grading import ExerciseResult, NotebookResult
 
 from . import cohort_fixture as fx
+
+from .cli_tools import cli, one_line
 
 
 @pytest.fixture()
@@ -26,23 +27,6 @@ def course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SAFETY_ROADMAP_ROOT", str(root))
     monkeypatch.setenv(progress.DB_ENV, str(tmp_path / "data" / "progress.sqlite3"))
     return root
-
-
-def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    try:
-        rc = main(list(args))
-    except SystemExit as exc:
-        rc = int(exc.code or 0)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-def one_line(err: str, *fragments: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    return lines[0]
 
 
 def result(chapter: str, **points: float) -> NotebookResult:

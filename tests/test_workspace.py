@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from safety_roadmap import progress, workspace
-from safety_roadmap.cli import main
 from safety_roadmap.grading import NotebookResult
 
 from . import notebook_tools as nbt
+from .cli_tools import cli, one_line
 from .conftest import ROOT
 
 CH = "01_linear_algebra"
@@ -33,23 +33,6 @@ def course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(progress.DB_ENV, str(tmp_path / "progress.sqlite3"))
     monkeypatch.chdir(tmp_path)
     return root
-
-
-def cli(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    try:
-        rc = main(list(args))
-    except SystemExit as exc:
-        rc = int(exc.code or 0)
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-def one_line(text: str, *fragments: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    assert len(lines) == 1, text
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    return lines[0]
 
 
 def digest(path: Path) -> str:
