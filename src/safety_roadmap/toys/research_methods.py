@@ -16,7 +16,7 @@ from ..reference import superposition_and_saes as s14
 
 N_FEATURES, D_HIDDEN, PROB = s14.N_FEATURES, s14.D_HIDDEN, s14.SAE_PROB
 N_LATENTS, L1_COEFF, SAE_STEPS, SAE_LR = 20, 0.3, 300, s14.SAE_LR
-RECOVERY_THRESHOLD = 0.9
+RECOVERY_THRESHOLD, LOOSE_THRESHOLD = 0.9, 0.7
 N_TRAIN, N_TEST = 20_000, 5_000
 
 
@@ -55,8 +55,8 @@ def recovery_experiment(train: torch.Tensor, test: torch.Tensor, true_dirs: np.n
                         n_latents: int = N_LATENTS) -> Callable[[int], dict[str, float]]:
     """`run(seed)`: train one SAE with that seed and measure it. Only the SAE's seed changes between runs.
 
-    -> {"recovered": features found, "fraction": of the represented ones, "mse": held-out reconstruction
-    error, "l0": active latents per input}
+    -> {"recovered": features found, "fraction": of the represented ones, "recovered_loose": features found at
+    the looser cosine LOOSE_THRESHOLD, "mse": held-out reconstruction error, "l0": active latents per input}
     """
     def run(seed: int) -> dict[str, float]:
         sae = train_sae(train, seed, n_latents)
@@ -64,6 +64,7 @@ def recovery_experiment(train: torch.Tensor, test: torch.Tensor, true_dirs: np.n
             x_hat, z = sae(test)
         found = recovered(sae, true_dirs)
         return {"recovered": found, "fraction": found / len(true_dirs),
+                "recovered_loose": recovered(sae, true_dirs, LOOSE_THRESHOLD),
                 "mse": ((x_hat - test) ** 2).sum(-1).mean().item(), "l0": (z > 0).float().sum(-1).mean().item()}
 
     return run
