@@ -47,29 +47,29 @@ def check_preregistration(prereg: Any, thorough: bool = False) -> None:
         raise NotAttempted(f"`{name}` is not attempted yet: fill in PREREGISTRATION ({fields}).")
     data = _as_mapping(prereg)
     if data is None:
-        raise CheckFailure(f"PREREGISTRATION should be a dict (or a dataclass) with the fields {fields}; "
+        raise CheckFailure(f"`PREREGISTRATION` should be a dict (or a dataclass) with the fields {fields}; "
                            f"got {describe(prereg)}")
     texts = [data.get(f) for f in _TEXT_FIELDS]
     if all(not (isinstance(t, str) and t.strip()) for t in texts) and data.get("refutation_threshold") is None:
         raise NotAttempted(f"`{name}` is not attempted yet: fill in every field of PREREGISTRATION.")
     missing = [f for f in ref.PREREGISTRATION_FIELDS if f not in data]
     if missing:
-        raise CheckFailure(f"PREREGISTRATION has no {', '.join(repr(m) for m in missing)}: a pre-registration "
+        raise CheckFailure(f"`PREREGISTRATION` has no {', '.join(repr(m) for m in missing)}: a pre-registration "
                            f"needs all of {fields}.")
     for field in _TEXT_FIELDS:
         value = data[field]
         if not isinstance(value, str) or len(value.strip()) < 15 or value.strip().strip(".") == "":
-            raise CheckFailure(f"PREREGISTRATION[{field!r}] should be a sentence of your own (at least 15 "
+            raise CheckFailure(f"`PREREGISTRATION[{field!r}]` should be a sentence of your own (at least 15 "
                                f"characters); got {value!r}")
     threshold = data["refutation_threshold"]
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
             or not math.isfinite(float(threshold)):
-        raise CheckFailure("PREREGISTRATION['refutation_threshold'] should be the number that decides the "
+        raise CheckFailure("`PREREGISTRATION['refutation_threshold']` should be the number that decides the "
                            f"outcome (e.g. 0.85 for '85 % of features'), written as a number; got {threshold!r}. "
                            "A threshold in words can be reinterpreted after the fact; a number cannot.")
     seeds = data["n_seeds"]
     if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 3:
-        raise CheckFailure("PREREGISTRATION['n_seeds'] should be a whole number of seeds, at least 3 (one or two "
+        raise CheckFailure("`PREREGISTRATION['n_seeds']` should be a whole number of seeds, at least 3 (one or two "
                            f"runs cannot show a spread); got {seeds!r}")
     print(f"✓ {name}: every field is filled in (a person grades what it says)")
 
@@ -340,7 +340,9 @@ def check_random_direction_control(fn: Callable[..., Any], thorough: bool = Fals
                   ((dirs(10, 4), 3, 40, 0.5), 2, "10 directions in 4-D, 3 latents, threshold 0.5"),
                   ((dirs(4, 2), 5, 30, 0.95), 3, "4 directions in 2-D, 5 latents, threshold 0.95"),
                   ((dirs(5, 3), 2, 1, 0.6), 4, "a single draw"),
-                  ((np.vstack([dirs(3, 3), -dirs(3, 3)]), 6, 100, 0.85), 5, "directions and their opposites")]
+                  ((np.vstack([dirs(3, 3), -dirs(3, 3)]), 6, 100, 0.85), 5, "directions and their opposites"),
+                  ((np.array([[2.0], [-0.5], [3.0]]), 2, 20, 1.0), 6, "1-D: every cosine is exactly +1 or -1, "
+                                                                       "threshold 1.0 (a cosine equal to it counts)")]
 
     def unnormalised_rows(true_dirs, n_latents, n_draws, threshold, generator):
         true = np.asarray(true_dirs, float)
@@ -394,7 +396,9 @@ def check_permutation_pvalue(fn: Callable[..., Any], thorough: bool = False) -> 
                   ((np.array([0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0]), np.array([True, False] * 4), 40), 3,
                    "mostly zeros: ties everywhere"),
                   ((-v0[:30], l0[:30], 9), 4, "a negative effect, only 9 shuffles (p can't go below 0.1)"),
-                  ((np.zeros(10), np.array([True] * 5 + [False] * 5), 20), 5, "a latent that never fires: p = 1")]
+                  ((np.zeros(10), np.array([True] * 5 + [False] * 5), 20), 5, "a latent that never fires: p = 1"),
+                  ((np.array([1.0, 1.0 - 3e-8, 0.0, 0.0]), np.array([True, False, False, False]), 40), 6,
+                   "one shuffle's effect is 4e-8 below the observed one: not a tie (the tolerance is 1e-9)")]
 
     def one_sided(values, labels, n_perm, generator):
         x, lab = np.asarray(values, float), np.asarray(labels).astype(bool)
@@ -460,6 +464,8 @@ def _correction_cases(thorough: bool, kind: str) -> list[Case]:
     if thorough:
         cases += [Case((np.array([0.01, 0.04, 0.045]),), "three p-values near alpha"),
                   Case((np.array([0.3, 0.125, 0.2, 0.6]), 0.5), "alpha 0.5; p-values exactly on the thresholds"),
+                  Case((np.array([0.9, 0.125, 0.7, 0.8]), 0.5), "alpha 0.5; the only p-value under its line is "
+                                                                "exactly on it (alpha / m = 1 * alpha / m = 0.125)"),
                   Case((np.array([0.0, 1.0, 0.5, 0.0]),), "exact zeros and ones"),
                   Case((np.array([0.04]),), "a single test"),
                   Case((rng.uniform(0.2, 1, 12),), "nothing significant"),

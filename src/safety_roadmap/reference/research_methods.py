@@ -61,7 +61,7 @@ def seed_sweep(experiment: Callable[[int], Mapping[str, float]], seeds: Sequence
 
 def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
     """(mean, low, high): the t-based confidence interval of the mean of `values` (at least 2 of them)."""
-    x = np.asarray(values, dtype=float).reshape(-1)
+    x = np.asarray(values, dtype=float)
     if x.size < 2:
         raise ValueError("a t-interval needs at least two values")
     mean = float(x.mean())
@@ -74,7 +74,7 @@ def bootstrap_ci(values: np.ndarray, n_boot: int, confidence: float, generator: 
     """Percentile bootstrap interval of the mean: resample with replacement n_boot times (one index array
     generator.integers(0, n, size=(n_boot, n))), take each resample's mean, return the (1-c)/2 and (1+c)/2
     quantiles (np.quantile's default method)."""
-    x = np.asarray(values, dtype=float).reshape(-1)
+    x = np.asarray(values, dtype=float)
     index = generator.integers(0, x.size, size=(n_boot, x.size))
     means = x[index].mean(axis=1)
     low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
@@ -91,8 +91,8 @@ def random_direction_control(true_dirs: np.ndarray, n_latents: int, n_draws: int
     true = np.asarray(true_dirs, dtype=float)
     true = true / np.linalg.norm(true, axis=1, keepdims=True)
     rows = generator.standard_normal((n_draws, n_latents, true.shape[1]))
-    rows = rows / np.linalg.norm(rows, axis=2, keepdims=True)
-    best = np.einsum("td,nld->ntl", true, rows).max(axis=2)       # [n_draws, n_true]
+    rows = rows / np.linalg.norm(rows, axis=-1, keepdims=True)
+    best = np.einsum("td,nld->ntl", true, rows).max(axis=-1)       # [n_draws, n_true]
     return (best >= threshold).sum(axis=1)
 
 
@@ -118,7 +118,7 @@ def holm(p_values: np.ndarray, alpha: float = 0.05) -> np.ndarray:
     """Holm's step-down correction: which hypotheses to reject, controlling the family-wise error rate.
     Sorted ascending, p_(i) (i = 0, 1, ...) is rejected while p_(i) <= alpha / (m - i); stop at the first
     that is not. -> bool array in the input's order."""
-    p = np.asarray(p_values, dtype=float).reshape(-1)
+    p = np.asarray(p_values, dtype=float)
     order = np.argsort(p, kind="stable")
     reject = np.zeros(p.size, dtype=bool)
     for i, idx in enumerate(order):
@@ -131,11 +131,11 @@ def holm(p_values: np.ndarray, alpha: float = 0.05) -> np.ndarray:
 def benjamini_hochberg(p_values: np.ndarray, alpha: float = 0.05) -> np.ndarray:
     """Benjamini-Hochberg step-up: controls the false discovery rate. With p sorted ascending, find the
     largest k (1-based) with p_(k) <= k * alpha / m and reject the k smallest. -> bool array, input order."""
-    p = np.asarray(p_values, dtype=float).reshape(-1)
+    p = np.asarray(p_values, dtype=float)
     order = np.argsort(p, kind="stable")
     passes = p[order] <= alpha * np.arange(1, p.size + 1) / p.size
     reject = np.zeros(p.size, dtype=bool)
     if passes.any():
-        k = int(np.nonzero(passes)[0].max()) + 1
+        k = int(np.flatnonzero(passes).max()) + 1
         reject[order[:k]] = True
     return reject
