@@ -400,32 +400,21 @@ def check_permutation_pvalue(fn: Callable[..., Any], thorough: bool = False) -> 
                   ((np.array([1.0, 1.0 - 3e-8, 0.0, 0.0]), np.array([True, False, False, False]), 40), 6,
                    "one shuffle's effect is 4e-8 below the observed one: not a tie (the tolerance is 1e-9)")]
 
-    def one_sided(values, labels, n_perm, generator):
-        x, lab = np.asarray(values, float), np.asarray(labels).astype(bool)
-        obs = x[lab].mean() - x[~lab].mean()
-        hits = 0
-        for _ in range(n_perm):
-            s = generator.permutation(lab)
-            hits += (x[s].mean() - x[~s].mean()) >= obs - 1e-9
-        return float(obs), (1 + hits) / (n_perm + 1)
+    def variant(signed: bool = False, plus_one: bool = True, strict: bool = False) -> Callable[..., Any]:
+        """The permutation test with one known mistake switched on."""
+        def wrong(values, labels, n_perm, generator):
+            x, lab = np.asarray(values, float), np.asarray(labels).astype(bool)
+            size = (lambda e: e) if signed else abs
+            obs = x[lab].mean() - x[~lab].mean()
+            hits = 0
+            for _ in range(n_perm):
+                s = generator.permutation(lab)
+                e = size(x[s].mean() - x[~s].mean())
+                hits += e > size(obs) + 1e-9 if strict else e >= size(obs) - 1e-9
+            return float(obs), (hits + plus_one) / (n_perm + plus_one)
+        return wrong
 
-    def no_plus_one(values, labels, n_perm, generator):
-        x, lab = np.asarray(values, float), np.asarray(labels).astype(bool)
-        obs = x[lab].mean() - x[~lab].mean()
-        hits = 0
-        for _ in range(n_perm):
-            s = generator.permutation(lab)
-            hits += abs(x[s].mean() - x[~s].mean()) >= abs(obs) - 1e-9
-        return float(obs), hits / n_perm
-
-    def strict(values, labels, n_perm, generator):
-        x, lab = np.asarray(values, float), np.asarray(labels).astype(bool)
-        obs = x[lab].mean() - x[~lab].mean()
-        hits = 0
-        for _ in range(n_perm):
-            s = generator.permutation(lab)
-            hits += abs(x[s].mean() - x[~s].mean()) > abs(obs) + 1e-9
-        return float(obs), (1 + hits) / (n_perm + 1)
+    one_sided, no_plus_one, strict = variant(signed=True), variant(plus_one=False), variant(strict=True)
 
     _draw_check("permutation_pvalue", fn, ref.permutation_pvalue, specs, thorough, [
         Mistake("you counted only shuffles with a larger *signed* effect; the test is two-sided, so compare "
