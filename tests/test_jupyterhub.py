@@ -1,0 +1,143 @@
+"""The course on a real JupyterHub, end to end: release, fetch, submit, collect, grade, feedback.
+
+The hub runs `deploy/jupyterhub/jupyterhub_config.py` (as an instructor would) on localhost, with a
+test-only login (DummyAuthenticator) and spawner (local processes of the test's own user). The
+instructor works through the formgrader's API on their own server, learners through nbgrader's
+assignment-list endpoints on theirs, all through the hub's proxy with tokens from the hub's API;
+grading and the feedback pages are `roadmap cohort grade` and `roadmap cohort report`.
+"""
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+import pytest
+
+from safety_roadmap.cohort.feedback import hidden_lines
+
+from . import cohort_fixture as fx
+from . import hub_tools
+from .cli_tools import cli
+
+pytestmark = pytest.mark.slow
+
+COURSE_ID = "ai-safety-roadmap"
+CHAPTER = fx.ALPHA           # the tiny course's chapter 01
+INSTRUCTOR, LEARNERS = "teacher", ["ada", "grace"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hub_tools_present() -> None:
+    reason = hub_tools.missing_tools()
+    if reason:
+        pytest.skip(reason)
+
+
+def _assignment(listing: dict, chapter: str = CHAPTER) -> dict:
+    assert listing["success"], listing
+    found = [a for a in listing["value"] if a["assignment_id"] == chapter]
+    assert found, f"{chapter} not in the learner's assignment list: {listing['value']}"
+    return found[-1]
+
+
+def test_a_cohort_on_jupyterhub_from_release_to_feedback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    started = time.monotonic()
+
+    def lap(what: str) -> None:
+        with capsys.disabled():
+            print(f"  {time.monotonic() - started:6.1f} s  {what}")
+    repo = fx.make_course(tmp_path / "repo")
+    monkeypatch.setenv("SAFETY_ROADMAP_ROOT", str(repo))
+    srv = tmp_path / "srv"
+    course, exchange = srv / COURSE_ID, srv / "exchange"
+    exchange.mkdir(parents=True)
+    exchange.chmod(0o777)
+    rc, out, err = cli(capsys, "cohort", "init", str(course), CHAPTER)
+    assert rc == 0, err
+    lap("course ready")
+
+    env = {"ROADMAP_HUB_COURSE_DIR": str(course), "ROADMAP_HUB_EXCHANGE": str(exchange),
+           "ROADMAP_HUB_INSTRUCTORS": INSTRUCTOR, "ROADMAP_HUB_LEARNERS": ",".join(LEARNERS)}
+    with hub_tools.running_hub(tmp_path, env) as hub:
+        lap('hub up')
+        everyone = [INSTRUCTOR, *LEARNERS]
+        for name in everyone:            # username + password through the hub's REST API: a token
+            hub.login(name)
+        assert hub.api("POST", "/users/mallory/tokens", token=None,
+                       json={"auth": {"username": "mallory", "password": "x"}}).status_code == 403, \
+            "a user outside ROADMAP_HUB_LEARNERS/INSTRUCTORS got in"
+        for name in everyone:
+            hub.start_server(name)
+        hub.wait_ready(everyone)
+        lap('servers ready')
+
+        # Roles: the instructor has the formgrader; learners have neither its API nor its lab plugin.
+        assert hub.user_json("GET", INSTRUCTOR, "/formgrader/api/status")["status"] is True
+        for name in LEARNERS:
+            assert hub.user("GET", name, "/formgrader/api/status").status_code == 404
+        page = hub.user("GET", LEARNERS[0], "/lab").text
+        assert '"@jupyter/nbgrader:formgrader": true' in page.replace("'", '"') or \
+            "@jupyter/nbgrader:formgrader" in page, "the learner's lab does not list the formgrader as disabled"
+
+        # The instructor releases chapter 01 through the formgrader.
+        result = hub.user_json("POST", INSTRUCTOR, f"/formgrader/api/assignment/{CHAPTER}/release")
+        assert result["success"], result
+
+        # Learners see it in nbgrader's assignment list, fetch it; ada solves `double`; both submit.
+        for name in LEARNERS:
+            listing = hub.user_json("GET", name, "/assignments", params={"course_id": COURSE_ID})
+            assert _assignment(listing)["status"] == "released"
+            fetched = hub.user_json("POST", name, "/assignments/fetch",
+                                    data={"course_id": COURSE_ID, "assignment_id": CHAPTER})
+            assert _assignment(fetched)["status"] == "fetched"
+        path = f"/api/contents/{CHAPTER}/{CHAPTER}.ipynb"
+        nb = hub.user_json("GET", LEARNERS[0], path)["content"]
+        fx.solve(nb, "double")
+        r = hub.user("PUT", LEARNERS[0], path, json={"type": "notebook", "format": "json", "content": nb})
+        assert r.status_code == 200, r.text
+        for name in LEARNERS:
+            submitted = hub.user_json("POST", name, "/assignments/submit",
+                                      data={"course_id": COURSE_ID, "assignment_id": CHAPTER})
+            assert submitted.get("success", True) is not False, submitted
+
+        # The instructor collects; `roadmap cohort grade` grades; the formgrader shows the scores.
+        result = hub.user_json("POST", INSTRUCTOR, f"/formgrader/api/assignment/{CHAPTER}/collect")
+        assert result["success"], result
+        assert sorted(p.name for p in (course / "submitted").iterdir()) == sorted(LEARNERS)
+        lap('collected')
+        rc, out, err = cli(capsys, "cohort", "grade", str(course), "--workers", "2")
+        assert rc == 0, out + err
+        assert "graded 2 submission(s)" in out, out
+        lap('graded')
+        shown = {s["student"]: s["score"] for s in
+                 hub.user_json("GET", INSTRUCTOR, f"/formgrader/api/submissions/{CHAPTER}")}
+        assert shown == {"ada": 2.0, "grace": 0.0}, shown
+
+        # Feedback pages (hidden tests removed), released through the formgrader, fetched by learners.
+        rc, out, err = cli(capsys, "cohort", "report", str(course))
+        assert rc == 0, out + err
+        with open(course / "reports" / "grades.csv", newline="") as fh:
+            grades = {row["student_id"]: float(row["score"]) for row in csv.DictReader(fh)}
+        assert grades == {"ada": 2.0, "grace": 0.0}, grades
+        lap('reported')
+        result = hub.user_json("POST", INSTRUCTOR, f"/formgrader/api/assignment/{CHAPTER}/release_feedback")
+        assert result["success"], result
+        hidden = hidden_lines(fx.chapter_notebook(CHAPTER)) | {fx.HIDDEN_MARK}
+        assert hidden, "the fixture chapter has no hidden tests to look for"
+        for name, score in (("ada", "2.0"), ("grace", "0.0")):
+            listing = hub.user_json("POST", name, "/assignments/fetch_feedback",
+                                    data={"course_id": COURSE_ID, "assignment_id": CHAPTER})
+            entry = _assignment(listing)
+            fetched = [nb_ for sub in entry.get("submissions", []) for nb_ in sub.get("notebooks", [])
+                       if nb_.get("has_local_feedback")]
+            assert fetched, f"{name} fetched no feedback: {entry}"
+            folder = hub.user_json("GET", name, f"/api/contents/{CHAPTER}/feedback")
+            [stamp] = [item["name"] for item in folder["content"]]
+            html = hub.user_json("GET", name, f"/api/contents/{CHAPTER}/feedback/{stamp}/{CHAPTER}.html")["content"]
+            assert f"Score: {score}" in html, f"{name}'s feedback does not show the score {score}"
+            leaked = [line for line in hidden if line in html]
+            assert not leaked, f"{name}'s feedback shows hidden tests: {leaked}"
+    assert not hub_tools.marked_processes(hub.mark)
+    print(f"jupyterhub end to end: {time.monotonic() - started:.1f} s")
