@@ -14,6 +14,8 @@ Settings come from the environment, so the same file serves a local try-out and 
     ROADMAP_HUB_INSTRUCTORS  comma-separated user names given the formgrader
     ROADMAP_HUB_LEARNERS     comma-separated user names allowed in besides the instructors (optional:
                              leave it empty to let your authenticator's own allow-list decide)
+    ROADMAP_HUB_ROLE_CONFIG  where the user servers find this folder's learner/ and instructor/
+                             (default: this folder, right for a hub and servers on one machine)
 
 The authenticator and spawner are left to the site (the defaults: system accounts through PAM, one
 local process per user); see README.md here for a local try-out and for Zero to JupyterHub.
@@ -26,7 +28,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 COURSE_ID = "ai-safety-roadmap"   # safety_roadmap.cohort.layout.COURSE_ID: the id `roadmap cohort init` writes
 COURSE_DIR = os.path.abspath(os.environ.get("ROADMAP_HUB_COURSE_DIR", "/srv/nbgrader/ai-safety-roadmap"))
 EXCHANGE = os.path.abspath(os.environ.get("ROADMAP_HUB_EXCHANGE", "/srv/nbgrader/exchange"))
-ROLE_CONFIG = {role: os.path.join(HERE, role) for role in ("learner", "instructor")}
+# The learner/ and instructor/ folders next to this file, as the *user servers* see them (an image may
+# put them elsewhere: then set ROADMAP_HUB_ROLE_CONFIG to their parent folder there).
+ROLES_HOME = os.environ.get("ROADMAP_HUB_ROLE_CONFIG", HERE)
+ROLE_CONFIG = {role: os.path.join(ROLES_HOME, role) for role in ("learner", "instructor")}
 
 
 def _names(variable: str) -> list[str]:
