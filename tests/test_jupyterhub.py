@@ -123,6 +123,14 @@ def test_a_cohort_on_jupyterhub_from_release_to_feedback(tmp_path: Path, monkeyp
         fx.solve(nb, "double")
         r = hub.user("PUT", LEARNERS[0], path, json={"type": "notebook", "format": "json", "content": nb})
         assert r.status_code == 200, r.text
+        # Validate in the learner's own lab runs the visible tests in a kernel there: the course's checks
+        # import (the `double` test passes) and still catch what is unsolved (`add_one`).
+        checked = hub.user_json("POST", LEARNERS[0], "/assignments/validate",
+                                data={"path": f"{CHAPTER}/{CHAPTER}.ipynb"})
+        assert checked["success"], checked
+        failed = [cell["source"] for cell in checked["value"].get("failed", [])]
+        assert failed and not any("run_check('double'" in src for src in failed), checked["value"]
+        assert any("add_one" in src for src in failed), failed
         for name in LEARNERS:
             submitted = hub.user_json("POST", name, "/assignments/submit",
                                       data={"course_id": COURSE_ID, "assignment_id": CHAPTER})
