@@ -160,3 +160,33 @@ def _claims(seed: int) -> list[str]:
 def test_chapter_12_claims_hold(seed: int) -> None:
     failed = _claims(seed)
     assert not failed, "\n".join(failed)
+
+
+def test_the_claims_run_at_the_notebooks_sizes() -> None:
+    """The experiment above re-runs the notebook's settings through the reference module: if the notebook's
+    sizes, seeds or periods change, this says which constant to update in both places."""
+    import json
+    import re
+
+    from .conftest import ROOT
+
+    nb = json.loads((ROOT / "solutions" / "12_interpretability_tools.ipynb").read_text(encoding="utf-8"))
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    expected = {
+        r"VOCAB, SEQ_LEN = (\d+), (\d+)": (ref.VOCAB, ref.SEQ_LEN),
+        r"MIN_PERIOD, MAX_PERIOD = (\d+), (\d+)": (ref.MIN_PERIOD, ref.MAX_PERIOD),
+        r"TRAIN_STEPS = (\d+)": (ref.TRAIN_STEPS,),
+        r"BATCH = (\d+)": (ref.BATCH,),
+        r"FIXED_STEPS = (\d+)": (ref.FIXED_STEPS,),
+        r"FIXED_STEPS, fixed_period=(\d+), seed=(\d+)\)": (ref.FIXED_PERIOD, 1),
+        r"PERIOD = (\d+)\n": (PERIOD,),
+        r"HELD_OUT_PERIOD = (\d+)": (HELD_OUT_PERIOD,),
+        r"repeated_tokens\(64, HELD_OUT_PERIOD, seed=(\d+)\)": (11,),
+        r"def train\(model, steps, fixed_period=None, seed=(\d+), lr=([\d.e-]+)\)": (0, 1e-2),
+    }
+    for pattern, values in expected.items():
+        m = re.search(pattern, code)
+        assert m, f"the notebook no longer matches {pattern!r}: update it here and in the reference module"
+        got = tuple(float(g) for g in m.groups())
+        assert got == tuple(float(v) for v in values), (
+            f"the notebook has {m.group(0)!r}, the claims test runs {values}: update the reference module")
