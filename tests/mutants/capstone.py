@@ -74,7 +74,7 @@ def trial_numpy_data(condition, seed):
 
 @functools.lru_cache(maxsize=None)
 def _sandbagger(seed):
-    return adder_toys.train_adder(300, seed=seed, sandbag=True, n_train=4000)
+    return adder_toys.train_adder(200, seed=seed, sandbag=True, n_train=3000)
 
 
 @replicates("sandbag_noise")
