@@ -31,7 +31,6 @@ AWAITING_REBUILD = {"10_reward_hacking_and_rlhf", "11_red_teaming_and_robustness
 CLAIMS_EXEMPT = {
     "10": "written in parallel (issue #14 rebuild): its claims test lands with the chapter",
     "11": "written in parallel (issue #14 rebuild): its claims test lands with the chapter",
-    "18": "written in parallel (phase 3): its claims test lands with the chapter",
 }
 
 _EXERCISE = re.compile(r"#+\s*Exercise[^\n]*?difficulty\s*(\d)\s*/\s*5", re.I)
