@@ -8,6 +8,7 @@ The tests run in file order; the last one stops the scheduler.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -128,9 +129,13 @@ def test_a_dask_run_grades_exactly_like_the_local_run(setup: Setup) -> None:
     assert any(f"corrupt/{CH}: corrupt notebook" in line for line in lines), lines
     # the executed notebooks came back to the submitter, which alone wrote them
     assert (course / "autograded" / "perfect" / CH / f"{CH}.ipynb").is_file()
-    # and a rerun has nothing to do: which executor graded is not part of a submission's fingerprint
-    again = roadmap(*grade_args(course, "--workers", "1"), root=setup.root)
-    assert again.returncode == 0 and "graded 0 submission(s), skipped 6" in again.stdout, again.stdout
+    # which executor graded is no part of a submission's fingerprint: a later local run regrades nothing
+    assert len(digests(course)) == 6 and digests(course) == digests(setup.local)
+
+
+def digests(course_dir: Path) -> dict[str, str]:
+    state = json.loads((course_dir / ".roadmap" / "graded.json").read_text())["submissions"]
+    return {key: entry["digest"] for key, entry in state.items()}
 
 
 def test_a_worker_from_another_install_fails_the_task_naming_both_versions(setup: Setup) -> None:
@@ -158,27 +163,27 @@ def _processing_for(client: Any, seconds: float) -> str:
 
 
 def test_a_worker_killed_mid_run_loses_no_submission(setup: Setup) -> None:
-    course = setup.copy("killed", ["perfect", "partial", "looper", "blank"])
+    course = setup.copy("killed", ["partial", "looper"])
     env = dict(os.environ, SAFETY_ROADMAP_ROOT=str(setup.root))
     proc = subprocess.Popen([sys.executable, "-m", "safety_roadmap",
                              *grade_args(course, "--scheduler", setup.cluster.address)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         with setup.cluster.client() as client:
-            victim = _processing_for(client, 2.0)
+            victim = _processing_for(client, 1.5)
             setup.cluster.kill_worker(victim)
         out, err = proc.communicate(timeout=240)
     finally:
         proc.kill()
     assert proc.returncode == 0, out + err
-    assert "graded 4 submission(s)" in out, out
+    assert "graded 2 submission(s)" in out, out
     # the lost task ran again on the other worker: every submission graded, as locally
-    want = {k: v for k, v in setup.expected.items() if k[0] in ("perfect", "partial", "looper", "blank")}
+    want = {k: v for k, v in setup.expected.items() if k[0] in ("partial", "looper")}
     assert scores(course) == want
 
 
 def test_a_lost_scheduler_stops_the_run_with_one_line_and_an_untouched_gradebook(setup: Setup) -> None:
-    course = setup.copy("lost", ["perfect", "partial", "looper"])
+    course = setup.copy("lost", ["looper"])
     gradebook = (course / "gradebook.db").read_bytes()
     env = dict(os.environ, SAFETY_ROADMAP_ROOT=str(setup.root))
     proc = subprocess.Popen([sys.executable, "-m", "safety_roadmap",
