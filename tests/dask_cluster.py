@@ -49,7 +49,8 @@ class Cluster:
 
     def start(self, timeout: float = 60) -> "Cluster":
         port = self.address.rsplit(":", 1)[1]
-        self._spawn("scheduler", "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard")
+        self._spawn("scheduler", "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard",
+                    "--dashboard-address", "127.0.0.1:0")   # not 8787: another cluster may hold it
         for i in range(self.n):
             self._spawn(f"w{i}", "worker", self.address, "--nthreads", "1", "--nworkers", "1", "--name", f"w{i}",
                         "--no-dashboard", "--local-directory", str(self.folder / f"w{i}"))

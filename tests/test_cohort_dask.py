@@ -27,10 +27,9 @@ from safety_roadmap.errors import RoadmapError
 
 from . import cohort_fixture as fx
 from .cli_tools import one_line
-from .dask_cluster import Cluster
+from .dask_cluster import Cluster, free_port
 
 pytest.importorskip("distributed")
-pytestmark = pytest.mark.slow
 
 TIMEOUT, MEMORY = "3", "1024"   # per-cell seconds (the looper costs this), MB per kernel
 CH = fx.ALPHA
@@ -95,6 +94,91 @@ class Setup:
         return dest
 
 
+# --------------------------------------------------------------------------- no cluster needed
+
+
+def test_scheduler_and_workers_exclude_each_other_and_an_absent_scheduler_is_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from .cli_tools import cli
+
+    rc, _, err = cli(capsys, "cohort", "grade", str(tmp_path), "--workers", "2", "--scheduler", "tcp://127.0.0.1:1")
+    assert rc == 1
+    one_line(err, "--workers sets this machine's grading processes; with --scheduler the cluster's workers grade")
+    with pytest.raises(RoadmapError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:\d+ .*dask scheduler"):
+        executor.connect(f"tcp://127.0.0.1:{free_port()}", timeout=1)
+
+
+class FakeFuture:
+    def __init__(self, result: Any = None, exc: BaseException | None = None, status: str = "finished") -> None:
+        self._result, self._exc, self.status = result, exc, "error" if exc else status
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> Any:
+        return self._result
+
+    def exception(self) -> BaseException | None:
+        return self._exc
+
+
+class FakeClient:
+    status = "running"
+
+    def __init__(self, answers: dict[str, FakeFuture]) -> None:
+        self.answers, self.submitted = answers, []
+
+    def submit(self, fn: Any, task: dict[str, Any], bundle: dict[str, Any], **kwargs: Any) -> FakeFuture:
+        self.submitted.append((fn, task, bundle, kwargs))
+        return self.answers[task["key"]]
+
+    def cancel(self, futures: Any, force: bool = False) -> None:
+        pass
+
+
+def test_every_dask_outcome_reaches_the_submitter() -> None:
+    """A worker lost twice (KilledWorker) is reported, never dropped; another install, a failed task, or a
+    result for another source fingerprint are run errors (left ungraded), not a student's zero."""
+    from distributed.scheduler import KilledWorker
+
+    bundle = {"source_fingerprint": "src-1"}
+    answers = {"ok/a": FakeFuture({"ok": True, "notebooks": {}, "source_fingerprint": "src-1"}),
+               "lost/a": FakeFuture(exc=KilledWorker("roadmap-grade-x", "tcp://w:1", 1)),
+               "other/a": FakeFuture(exc=executor.WorkerMismatch("tcp://w:2 runs safety_roadmap 0.0.1 ...")),
+               "broken/a": FakeFuture(exc=ModuleNotFoundError("No module named 'safety_roadmap'")),
+               "stale/a": FakeFuture({"ok": True, "notebooks": {}, "source_fingerprint": "src-0"})}
+    client = FakeClient(answers)
+    got: dict[str, dict[str, Any]] = {}
+    executor.DaskExecutor(client, {"a": bundle}, "tcp://s:1").run(
+        [({"key": k, "assignment": "a"}, 60.0) for k in answers], lambda key, out: got.setdefault(key, out))
+    assert set(got) == set(answers)
+    assert all(kw["retries"] == 0 and kw["pure"] is False for *_, kw in client.submitted)
+    assert all(task["limit"] == 60.0 and b is bundle and fn is executor.run_remote for fn, task, b, _ in client.submitted)
+    assert got["ok/a"]["ok"] is True
+    assert not got["lost/a"]["ok"] and "lost again on the scheduler's retry (KilledWorker)" in got["lost/a"]["error"]
+    assert got["other/a"]["fatal"] == "other/a: not graded: tcp://w:2 runs safety_roadmap 0.0.1 ..."
+    assert "ModuleNotFoundError: No module named 'safety_roadmap'" in got["broken/a"]["fatal"]
+    assert "another version of the chapter's source notebook" in got["stale/a"]["fatal"]
+
+    client.status = "connecting"   # the scheduler went away
+    with pytest.raises(executor.SchedulerLost, match="nothing was written to the gradebook"):
+        executor.DaskExecutor(client, {"a": bundle}, "tcp://s:1").run([({"key": "ok/a", "assignment": "a"}, 1.0)],
+                                                                      lambda key, out: None)
+
+
+def test_a_worker_from_another_install_fails_the_task_naming_both_versions() -> None:
+    """Checked in the task itself (no notebook runs): what a worker with other code would answer."""
+    bundle = {"version": "0.0.1", "fingerprint": "f" * 64, "sandbox": False}
+    why = executor.refuse(bundle)
+    assert f"runs safety_roadmap {executor.version()}" in why and "submitter safety_roadmap 0.0.1 (ffffffffffff)" in why
+    with pytest.raises(executor.WorkerMismatch, match="install the submitter's version on every worker"):
+        executor.run_remote({"key": "s/a"}, bundle)
+    assert executor.refuse(dict(bundle, version=executor.version(), fingerprint=executor.package_fingerprint())) == ""
+
+
+# --------------------------------------------------------------------------- a real cluster
+
+
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     if sandbox.unavailable():
@@ -114,6 +198,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         s.cluster.close()
 
 
+@pytest.mark.slow
 def test_a_dask_run_grades_exactly_like_the_local_run(setup: Setup) -> None:
     course = setup.copy("dask")
     run = roadmap(*grade_args(course, "--scheduler", setup.cluster.address), root=setup.root)
@@ -138,16 +223,6 @@ def digests(course_dir: Path) -> dict[str, str]:
     return {key: entry["digest"] for key, entry in state.items()}
 
 
-def test_a_worker_from_another_install_fails_the_task_naming_both_versions(setup: Setup) -> None:
-    """Checked in the task itself (no notebook runs): what a worker with other code would answer."""
-    bundle = {"version": "0.0.1", "fingerprint": "f" * 64, "sandbox": False}
-    why = executor.refuse(bundle)
-    assert f"runs safety_roadmap {executor.version()}" in why and "submitter safety_roadmap 0.0.1 (ffffffffffff)" in why
-    with pytest.raises(executor.WorkerMismatch, match="install the submitter's version on every worker"):
-        executor.run_remote({"key": "s/a"}, bundle)
-    assert executor.refuse(dict(bundle, version=executor.version(), fingerprint=executor.package_fingerprint())) == ""
-
-
 def _processing_for(client: Any, seconds: float) -> str:
     """The name of a worker that has been running one task for `seconds` (its kernel is running)."""
     since: dict[str, float] = {}
@@ -162,6 +237,7 @@ def _processing_for(client: Any, seconds: float) -> str:
     raise AssertionError("no worker picked up a task within 120 s")
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_loses_no_submission(setup: Setup) -> None:
     course = setup.copy("killed", ["partial", "looper"])
     env = dict(os.environ, SAFETY_ROADMAP_ROOT=str(setup.root))
@@ -182,6 +258,7 @@ def test_a_worker_killed_mid_run_loses_no_submission(setup: Setup) -> None:
     assert scores(course) == want
 
 
+@pytest.mark.slow
 def test_a_lost_scheduler_stops_the_run_with_one_line_and_an_untouched_gradebook(setup: Setup) -> None:
     course = setup.copy("lost", ["looper"])
     gradebook = (course / "gradebook.db").read_bytes()
@@ -201,6 +278,3 @@ def test_a_lost_scheduler_stops_the_run_with_one_line_and_an_untouched_gradebook
              "nothing was written to the gradebook")
     assert (course / "gradebook.db").read_bytes() == gradebook
     assert not (course / ".roadmap" / "graded.json").exists()
-    # and with no scheduler at all: one line, at once
-    with pytest.raises(RoadmapError, match="cannot reach the Dask scheduler at"):
-        executor.connect(setup.cluster.address, timeout=2)

@@ -463,10 +463,10 @@ def grade_cohort(course_dir: Path, *, workers: int | None = None, timeout: int |
     """Autograde the cohort's submissions; return what was graded, skipped and went wrong.
     `scheduler`: a Dask scheduler's address; the submissions then run on its workers (`executor.py`)."""
     start = time.monotonic()
-    course_dir = layout.require_cohort(course_dir)
     if scheduler and workers:
         raise RoadmapError("--workers sets this machine's grading processes; with --scheduler the cluster's "
                            "workers grade (start as many `dask worker`s as you want)")
+    course_dir = layout.require_cohort(course_dir)
     workers = workers or default_workers()
     if workers < 1:
         raise RoadmapError("--workers must be at least 1")
