@@ -135,6 +135,10 @@ class FakeClient:
     def cancel(self, futures: Any, force: bool = False) -> None:
         pass
 
+    def scatter(self, data: list[Any], **kwargs: Any) -> list[Any]:
+        assert kwargs == {"broadcast": True, "hash": False}
+        return data
+
 
 def test_every_dask_outcome_reaches_the_submitter() -> None:
     """A worker lost twice (KilledWorker) is reported, never dropped; another install, a failed task, or a

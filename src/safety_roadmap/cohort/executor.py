@@ -283,8 +283,11 @@ class DaskExecutor:
         from distributed.scheduler import KilledWorker
 
         run_id = os.urandom(4).hex()
+        # each assignment's bundle (template gradebook, data files) goes to every worker once, not with each
+        # of its hundreds of tasks; a replica on every worker survives the loss of any one of them
+        shared = {a: self.client.scatter([b], broadcast=True, hash=False)[0] for a, b in self.bundles.items()}
         for task, limit in jobs:
-            future = self.client.submit(run_remote, dict(task, limit=limit), self.bundles[task["assignment"]],
+            future = self.client.submit(run_remote, dict(task, limit=limit), shared[task["assignment"]],
                                         key=f"roadmap-grade-{run_id}-{task['key'].replace('/', '-')}",
                                         pure=False, retries=0)
             self.futures[future] = task["key"]

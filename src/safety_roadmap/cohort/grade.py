@@ -685,7 +685,7 @@ def _code_cells(sub: Submission) -> int:
 
 
 def _progress(total: int, enabled: bool | None) -> Any:
-    from tqdm import tqdm
+    from ..progressbar import tqdm
 
     return tqdm(total=total, desc="grading", unit="submission", file=sys.stderr,
                 disable=(None if enabled is None else not enabled), leave=False)
