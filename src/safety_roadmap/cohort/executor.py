@@ -93,20 +93,26 @@ def package_fingerprint() -> str:
 # --------------------------------------------------------------------------- this machine: a process pool
 
 
-def _kill_tree(pid: int) -> None:
+def kill_all(procs: list[Any], timeout: float = 10) -> None:
+    """SIGKILL these psutil processes and reap them (any may have gone already)."""
     import psutil
 
-    try:
-        proc = psutil.Process(pid)
-        procs = proc.children(recursive=True) + [proc]
-    except psutil.NoSuchProcess:
-        return
     for p in procs:
         try:
             p.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(procs, timeout=10)
+    psutil.wait_procs(procs, timeout=timeout)
+
+
+def _kill_tree(pid: int) -> None:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        kill_all(proc.children(recursive=True) + [proc])
+    except psutil.NoSuchProcess:
+        return
 
 
 class LocalPool:
@@ -437,10 +443,4 @@ def _kill_new_children(before: set[int]) -> None:
     """Kill what this task started (its kernel, and orphans reparented to us), nothing the worker had."""
     import psutil
 
-    procs = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=5)
+    kill_all([p for p in psutil.Process().children(recursive=True) if p.pid not in before], timeout=5)
