@@ -180,6 +180,34 @@ def test_a_worker_from_another_install_fails_the_task_naming_both_versions() -> 
     assert executor.refuse(dict(bundle, version=executor.version(), fingerprint=executor.package_fingerprint())) == ""
 
 
+def test_a_dask_task_past_its_overall_limit_ends_its_kernel_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dask cannot stop a running task: the task's own watchdog kills what it started (the kernel), the grading
+    call returns, and the outcome is the local pool's "stopped after N s". Its scratch course is built from bytes."""
+    from safety_roadmap.cohort import worker
+
+    seen: dict[str, Any] = {}
+
+    def stuck_grading(task: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+        seen.update(settings, data=(Path(settings["course_dir"]) / "source" / "a" / "data" / "x.csv").read_bytes(),
+                    template=Path(settings["template_db"]).read_bytes())
+        kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        kernel.wait()
+        return {"ok": True, "notebooks": {"a": "{}"}}
+
+    monkeypatch.setattr(worker, "autograde_submission", stuck_grading)
+    monkeypatch.setattr(worker, "_become_subreaper", lambda: None)
+    bundle = {"assignment": "a", "template_db": b"template", "data_files": {"data/x.csv": b"1,2"},
+              "file_config": None, "source_fingerprint": "src-1", "timeout": 5, "memory_limit": 0, "sandbox": False,
+              "version": executor.version(), "fingerprint": executor.package_fingerprint()}
+    start = time.monotonic()
+    out = executor.run_remote({"key": "s/a", "student": "s", "assignment": "a", "limit": 1.5}, bundle)
+    assert time.monotonic() - start < 30
+    assert out["ok"] is False and out["error"] == "stopped after 2 s, the overall limit for one submission"
+    assert out["source_fingerprint"] == "src-1" and out["notebooks"] == {}
+    assert seen["data"] == b"1,2" and seen["template"] == b"template" and seen["timeout"] == 5
+    assert not Path(seen["run_tmp"]).exists()   # the scratch course is gone
+
+
 # --------------------------------------------------------------------------- a real cluster
 
 
