@@ -212,7 +212,8 @@ def cmd_cohort_grade(args: argparse.Namespace) -> int:
 
     run = grade_cohort(Path(args.dir), workers=args.workers, timeout=args.timeout, memory_mb=args.memory_mb,
                        force=args.force, students=args.student or None, assignments=args.assignment or None,
-                       use_sandbox=args.sandbox, accept_flagged=args.accept_flagged, trust_config=args.trust_config)
+                       use_sandbox=args.sandbox, accept_flagged=args.accept_flagged, trust_config=args.trust_config,
+                       scheduler=args.scheduler)
     if not run.sandboxed:
         print("WARNING: --no-sandbox: student code ran unsandboxed, with this user's access to files and network")
     skipped = f", skipped {len(run.skipped)} unchanged (--force regrades them)" if run.skipped else ""
@@ -353,6 +354,9 @@ def parser() -> argparse.ArgumentParser:
                    help="keep nbgrader's scores for exercises with integrity flags (default: 0 pending review)")
     c.add_argument("--trust-config", action="store_true",
                    help="accept the current nbgrader_config.py after you reviewed a change to it")
+    c.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="grade on a Dask cluster: its scheduler's address, e.g. tcp://10.0.0.5:8786 "
+                        "(default: on this machine)")
     c.set_defaults(func=cmd_cohort_grade)
     c = csub.add_parser("report", help="grades CSV, per-exercise summary, feedback HTML without hidden tests")
     c.add_argument("dir", metavar="DIR", help="the cohort's course folder")

@@ -7,7 +7,8 @@ How the work is split, and why:
   are unchanged since the last run (unless `force`).
 - Worker processes (`worker.py`) execute submissions in private scratch courses,
   each with its own kernel, per-cell timeouts and a memory cap. They never open
-  the course's gradebook.
+  the course's gradebook. They are this machine's (`executor.LocalPool`) or, with
+  `scheduler`, a Dask cluster's (`executor.DaskExecutor`: tasks carry everything as bytes).
 - The parent alone writes grades, one submission at a time, by running nbgrader's
   own autograde on the executed notebook with execution switched off
   (`SaveAutoGrades`, `AssignLatePenalties`): SQLite has a single writer, and the
@@ -31,16 +32,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
-import queue
 import re
 import shutil
 import sqlite3
 import sys
 import tempfile
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,7 +46,7 @@ from typing import Any, Callable, Iterable
 
 from .. import grading, sandbox
 from ..errors import RoadmapError
-from . import integrity, layout
+from . import executor as executors, integrity, layout
 
 GiB = 1024 ** 3
 MAX_SUBMISSION_BYTES = 200 * 1024 ** 2
@@ -158,7 +156,7 @@ def explain(out: dict[str, Any]) -> str:
         text += " (a cell's grade id was renamed or removed)"
     if "checksum" in text.lower() or "inconsistent" in text.lower():
         text += " (a test or read-only cell was edited or unlocked)"
-    return re.sub(r"(/[\w.+-]+)*/roadmap-cohort-[\w]+(/[\w.+-]+)*", "<the submission>", text)[:400]
+    return re.sub(r"(/[\w.+-]+)*/roadmap-(?:cohort|dask)-[\w]+(/[\w.+-]+)*", "<the submission>", text)[:400]
 
 
 def _registered(course_dir: Path) -> tuple[dict[str, list[str]], set[tuple[str, str]]]:
@@ -454,121 +452,6 @@ class Merger:
         return explain({"log": f"{result.get('log') or ''}\n{result.get('error') or ''}"})
 
 
-# --------------------------------------------------------------------------- the worker pool
-
-
-def _kill_tree(pid: int) -> None:
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        procs = proc.children(recursive=True) + [proc]
-    except psutil.NoSuchProcess:
-        return
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=10)
-
-
-class Pool:
-    """N worker processes; a worker that dies or overruns is replaced, and only its submission suffers."""
-
-    def __init__(self, n: int, settings: dict[str, Any]) -> None:
-        from . import worker
-
-        self.ctx = multiprocessing.get_context("spawn")
-        self.target = worker.worker_main
-        self.settings = settings
-        self.results = self.ctx.Queue()
-        self.workers: dict[int, tuple[Any, Any]] = {}
-        self.ready: set[int] = set()
-        self.next_id = 0
-        for _ in range(n):
-            self._start()
-
-    def _start(self) -> int:
-        wid, self.next_id = self.next_id, self.next_id + 1
-        tasks = self.ctx.Queue()
-        proc = self.ctx.Process(target=self.target, args=(wid, tasks, self.results, self.settings), daemon=True)
-        proc.start()
-        self.workers[wid] = (proc, tasks)
-        return wid
-
-    def _replace(self, wid: int) -> None:
-        proc, _ = self.workers.pop(wid)
-        _kill_tree(proc.pid)
-        proc.join(5)
-        self._start()
-
-    def run(self, jobs: list[tuple[dict[str, Any], float]], on_result: Callable[[str, dict[str, Any]], None]) -> None:
-        """Run (task, time limit) jobs; call on_result(key, outcome) in the parent as each finishes."""
-        pending = deque(jobs)
-        busy: dict[int, tuple[str, float, float]] = {}  # worker -> (key, deadline, limit)
-        while pending or busy:
-            for wid, (_, tasks) in list(self.workers.items()):
-                if wid not in busy and pending:
-                    task, limit = pending.popleft()
-                    tasks.put(task)
-                    busy[wid] = (task["key"], time.monotonic() + limit, limit)
-            try:
-                wid, key, out = self.results.get(timeout=0.5)
-            except queue.Empty:
-                pass
-            else:
-                if key is None:
-                    self.ready.add(wid)
-                elif wid in busy and busy[wid][0] == key:
-                    del busy[wid]
-                    on_result(key, out)
-                continue
-            for wid, (key, deadline, limit) in list(busy.items()):
-                proc = self.workers[wid][0]
-                if not proc.is_alive():
-                    del busy[wid]
-                    last = self._last_log_line(wid)
-                    if wid not in self.ready:  # it never got going: every other worker would fail the same way
-                        raise RoadmapError(f"a grading process could not start (exit code {proc.exitcode})"
-                                           + (f": {last}" if last else ""))
-                    self._replace(wid)
-                    on_result(key, {"ok": False, "notebooks": {}, "error":
-                                    f"the grading process died (exit code {proc.exitcode}) while running it"
-                                    + (f" ({last})" if last else "")})
-                elif time.monotonic() > deadline:
-                    del busy[wid]
-                    self._replace(wid)
-                    on_result(key, {"ok": False, "notebooks": {}, "error":
-                                    f"stopped after {limit:.0f} s, the overall limit for one submission"})
-
-    def _last_log_line(self, wid: int) -> str:
-        try:
-            text = (Path(self.settings["run_tmp"]) / f"worker-{wid}.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        return lines[-1][:200] if lines else ""
-
-    def close(self) -> None:
-        for proc, tasks in self.workers.values():
-            try:
-                tasks.put(None)
-            except (OSError, ValueError):
-                pass
-        deadline = time.monotonic() + 30
-        for proc, _ in self.workers.values():
-            proc.join(max(0.1, deadline - time.monotonic()))
-            if proc.is_alive():
-                _kill_tree(proc.pid)
-        self.workers.clear()
-
-    def kill(self) -> None:
-        for proc, _ in self.workers.values():
-            _kill_tree(proc.pid)
-        self.workers.clear()
-
-
 # --------------------------------------------------------------------------- the run
 
 
@@ -576,9 +459,13 @@ def grade_cohort(course_dir: Path, *, workers: int | None = None, timeout: int |
                  memory_mb: int | None = None, force: bool = False, students: list[str] | None = None,
                  assignments: list[str] | None = None, progress: bool | None = None,
                  use_sandbox: bool = True, accept_flagged: bool = False, trust_config: bool = False,
-                 say: Callable[[str], None] = print) -> GradeRun:
-    """Autograde the cohort's submissions; return what was graded, skipped and went wrong."""
+                 scheduler: str | None = None, say: Callable[[str], None] = print) -> GradeRun:
+    """Autograde the cohort's submissions; return what was graded, skipped and went wrong.
+    `scheduler`: a Dask scheduler's address; the submissions then run on its workers (`executor.py`)."""
     start = time.monotonic()
+    if scheduler and workers:
+        raise RoadmapError("--workers sets this machine's grading processes; with --scheduler the cluster's "
+                           "workers grade (start as many `dask worker`s as you want)")
     course_dir = layout.require_cohort(course_dir)
     workers = workers or default_workers()
     if workers < 1:
@@ -591,8 +478,7 @@ def grade_cohort(course_dir: Path, *, workers: int | None = None, timeout: int |
     if timeout <= 0:
         raise RoadmapError("--timeout must be a positive number of seconds")
     memory_key = str(memory_mb) if memory_mb else "auto"   # the default follows --workers: not part of a result
-    memory_mb = memory_mb or default_memory_mb(workers)
-    if memory_mb < 256:
+    if memory_mb is not None and memory_mb < 256:
         raise RoadmapError("--memory-mb must be at least 256 (a Python kernel with NumPy needs more than that)")
     notebooks, done = _registered(course_dir)
     if not notebooks:
@@ -631,14 +517,24 @@ def grade_cohort(course_dir: Path, *, workers: int | None = None, timeout: int |
         run.seconds = time.monotonic() - start
         return run
 
-    if use_sandbox:   # checked once there is student code to run
+    client = None
+    if scheduler:     # the workers check their own sandbox (executor.refuse)
+        client = executors.connect(scheduler)
+        memory_mb = memory_mb or executors.default_memory_mb(client, 2048, 8192)
+        link = executors.dashboard(client)
+        say(f"grading on the Dask cluster at {scheduler}" + (f"; dashboard: {link}" if link else ""))
+    elif use_sandbox:   # checked once there is student code to run
         require_sandbox(course_dir)
+    memory_mb = memory_mb or default_memory_mb(workers)
     lock = _lock(course_dir)
     try:
         _grade(course_dir, todo, run, state, state_path, workers=workers, timeout=timeout, memory_mb=memory_mb,
-               file_config=file_config, progress=progress, use_sandbox=use_sandbox, accept_flagged=accept_flagged)
+               file_config=file_config, progress=progress, use_sandbox=use_sandbox, accept_flagged=accept_flagged,
+               client=client, scheduler=scheduler)
     finally:
         lock.close()
+        if client is not None:
+            executors.close(client)
     run.errors = list(dict.fromkeys(e for e in run.errors if e))
     run.seconds = time.monotonic() - start
     return run
@@ -646,7 +542,8 @@ def grade_cohort(course_dir: Path, *, workers: int | None = None, timeout: int |
 
 def _grade(course_dir: Path, todo: list[Submission], run: GradeRun, state: dict[str, Any], state_path: Path, *,
            workers: int, timeout: int, memory_mb: int, file_config: Any, progress: bool | None,
-           use_sandbox: bool = True, accept_flagged: bool = False) -> None:
+           use_sandbox: bool = True, accept_flagged: bool = False, client: Any = None,
+           scheduler: str | None = None) -> None:
     """Grade `todo` into a private copy of the gradebook; install it (and the bookkeeping) at the end."""
     recorded: dict[str, Any] = state["submissions"]
     guard = GradebookGuard(course_dir)
@@ -656,7 +553,8 @@ def _grade(course_dir: Path, todo: list[Submission], run: GradeRun, state: dict[
     working.parent.mkdir()
     shutil.copyfile(course_dir / layout.GRADEBOOK, working)
     bar = _progress(len(todo), progress)
-    pool: Pool | None = None
+    pool: executors.Executor | None = None
+    lost = False
 
     def write(sub: Submission, grade: Callable[[], list[str]], flags: list[integrity.Flag] | None = None) -> None:
         problems = grade()
@@ -685,6 +583,10 @@ def _grade(course_dir: Path, todo: list[Submission], run: GradeRun, state: dict[
 
         def on_result(key: str, out: dict[str, Any]) -> None:
             sub = by_key[key]
+            if out.get("fatal"):   # not the student's doing: left ungraded, for the next run
+                run.errors.append(str(out["fatal"]))
+                bar.update(1)
+                return
             malformed = well_formed(out, sub) if out.get("ok") else ""
             if not out.get("ok") or malformed:
                 write(sub, unusable(sub, f"could not be graded: {malformed or explain(out)}"))
@@ -714,10 +616,19 @@ def _grade(course_dir: Path, todo: list[Submission], run: GradeRun, state: dict[
             make_template(working, template)
             settings = {"course_dir": str(course_dir), "template_db": str(template), "run_tmp": str(run_tmp),
                         "timeout": timeout, "memory_limit": memory_mb * 1024 ** 2, "sandbox": bool(use_sandbox)}
-            pool = Pool(min(workers, len(runnable)), settings)
+            if client is not None:
+                bundles = {a: executors.bundle(course_dir, a, template_db=template, file_config=file_config,
+                                               source_fingerprint=_source_fingerprint(course_dir, a),
+                                               timeout=timeout, memory_limit=memory_mb * 1024 ** 2,
+                                               use_sandbox=use_sandbox)
+                           for a in {s.assignment for s in runnable}}
+                pool = executors.DaskExecutor(client, bundles, str(scheduler))
+            else:
+                pool = executors.LocalPool(min(workers, len(runnable)), settings)
             jobs = [(s.task(), STARTUP_SLACK + timeout * (_code_cells(s) + 2)) for s in runnable]
             pool.run(jobs, on_result)
-    except BaseException:
+    except BaseException as exc:
+        lost = isinstance(exc, executors.SchedulerLost)
         if pool is not None:
             pool.kill()
             pool = None
@@ -727,7 +638,7 @@ def _grade(course_dir: Path, todo: list[Submission], run: GradeRun, state: dict[
         if pool is not None:
             pool.close()
         bar.close()
-        if run.graded:
+        if run.graded and not lost:   # a lost scheduler: the gradebook stays as it was
             run.errors.append(guard.install(working))
             layout.write_json(state_path, state)
         shutil.rmtree(run_tmp, ignore_errors=True)
@@ -774,7 +685,7 @@ def _code_cells(sub: Submission) -> int:
 
 
 def _progress(total: int, enabled: bool | None) -> Any:
-    from tqdm import tqdm
+    from ..progressbar import tqdm
 
     return tqdm(total=total, desc="grading", unit="submission", file=sys.stderr,
                 disable=(None if enabled is None else not enabled), leave=False)

@@ -331,10 +331,6 @@ def _kill_leftovers() -> None:
     """Kill whatever the last submission left running (its kernel is normally gone already)."""
     import psutil
 
-    procs = psutil.Process().children(recursive=True)
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=5)
+    from .executor import kill_all
+
+    kill_all(psutil.Process().children(recursive=True), timeout=5)
