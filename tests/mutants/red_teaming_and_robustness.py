@@ -542,7 +542,7 @@ MUTANTS = {
                    attack_restarts_each_step],
     "rerouting_losses": [losses_unnormalised, losses_not_squared, losses_per_row_retain, losses_detached,
                          losses_target_scale_for_retain],
-    "train_rerouting": [reroute_in_place, reroute_trains_readout, reroute_ignores_alpha, reroute_retain_against_self,
+    "train_rerouting": [reroute_in_place, reroute_ignores_alpha, reroute_retain_against_self,
                         reroute_all_positions, reroute_one_batch, reroute_unseeded, reroute_returns_trainable],
     "refusal_threshold": [threshold_wrong_tail, threshold_off_by_one, threshold_too_strict, threshold_gaussian],
 }

@@ -671,7 +671,7 @@ class _Shifted(torch.nn.Module):
 
 
 def _offset_for(model: _CausalFilter, request: torch.Tensor, free: list[int], allowed: torch.Tensor, top_k: int,
-                succeed_after: int | None) -> float:
+                succeed_after: int | None, exactly_zero: bool = False) -> float:
     """An offset with which the reference attack succeeds after exactly `succeed_after` steps (None: never, 0: at
     once), found by running the reference steps on the unshifted filter."""
     with torch.no_grad():
@@ -688,19 +688,23 @@ def _offset_for(model: _CausalFilter, request: torch.Tensor, free: list[int], al
     before, at = scores[succeed_after - 1], scores[succeed_after]
     if before - at < 1e-3:                                           # the search stalled: fall back to "never"
         return -min(scores) + 50.0
-    return -(before + at) / 2
+    return -at if exactly_zero else -(before + at) / 2               # -at: the logit lands on exactly 0
 
 
 def _attack_loop_cases(thorough: bool) -> list[Case]:
     cases = []
-    plan = ([(81, None, 3, 8, 2), (82, [0, 1, 2], 2, 8, 0), (83, [6, 2, 4], 4, 5, None), (84, None, 1, 2, 3),
-             (85, [1, 5], 3, 0, 1), (86, None, 2, 1, 1)] if thorough else [(8, None, 3, 6, 2)])
-    for seed, free_positions, top_k, steps, succeed_after in plan:
+    plan = ([(81, None, 3, 8, 2, False), (82, [0, 1, 2], 2, 8, 0, False), (83, [6, 2, 4], 4, 5, None, False),
+             (84, None, 1, 2, 3, False), (85, [1, 5], 3, 0, 1, False), (86, None, 2, 1, 1, False),
+             (87, None, 3, 6, 2, True)] if thorough else [(8, None, 3, 6, 2, False)])
+    for seed, free_positions, top_k, steps, succeed_after, zero in plan:
         model, requests, free, allowed = _attack_world(thorough, seed, free_positions)
         request = requests[0]
-        offset = _offset_for(model, request, free, allowed, top_k, succeed_after)
+        offset = _offset_for(model, request, free, allowed, top_k, succeed_after, zero)
         story = {None: "an attack that never succeeds (all steps used)", 0: "a request the filter already lets through",
                  }.get(succeed_after, f"an attack that succeeds after {succeed_after} step(s)")
+        if zero:
+            story = (f"an attack whose logit is exactly 0 after {succeed_after} steps (0 is not refused: "
+                     "refusal means > 0)")
         cases.append(Case((_Shifted(model, offset), request, list(free), allowed, steps, top_k),
                           f"{story}, free positions {free}, steps={steps}, top_k={top_k}"))
     return cases
@@ -807,6 +811,19 @@ def check_rerouting_losses(fn: Callable[..., Any], thorough: bool = False) -> No
     __tracebackhide__ = True
     name = "rerouting_losses"
     cases = _loss_cases(thorough)
+    if thorough:   # the losses must carry gradients to the activations being trained (checked where values agree)
+        for case in cases[:2]:
+            got_values = call(fn, name, case.args, None, case.label)
+            if _compare_losses(got_values, ref.rerouting_losses(*case.args), case):
+                break                                    # wrong values: run_check below says which
+            got = _losses_with_grad(fn, case)
+            expected = _losses_with_grad(ref.rerouting_losses, case)
+            for g, e, what in zip(got, expected, ("h_harmful", "h_benign")):
+                problem = compare(g, e, rtol=1e-4, atol=1e-6, what=f"gradient with respect to {what}")
+                if problem:
+                    raise CheckFailure(f"`{name}`: the losses' gradients are wrong on {case.label}: {problem}. Keep "
+                                       "the computation in torch (no .item(), .detach() or NumPy) so that training "
+                                       "can backpropagate through it.")
     run_check(name, fn, ref.rerouting_losses, cases, compare_fn=_compare_losses, thorough=thorough, mistakes=[
         Mistake("the rerouting loss is not divided by |target|^2 (or the retain loss not by the mean "
                 "|h_frozen|^2): without it, one `alpha` cannot balance the two losses.",
@@ -819,17 +836,7 @@ def check_rerouting_losses(fn: Callable[..., Any], thorough: bool = False) -> No
                 lambda h, t, b, bf: (ref.rerouting_losses(h, t, b, bf)[0],
                                      (((b - bf) ** 2).sum(-1) / (bf ** 2).sum(-1)).mean())),
     ])
-    if thorough:   # the losses must carry gradients to the activations being trained, and only to them
-        for case in cases[:2]:
-            got = _losses_with_grad(fn, case)
-            expected = _losses_with_grad(ref.rerouting_losses, case)
-            for g, e, what in zip(got, expected, ("h_harmful", "h_benign")):
-                problem = compare(g, e, rtol=1e-4, atol=1e-6, what=f"gradient with respect to {what}")
-                if problem:
-                    raise CheckFailure(f"`{name}`: the losses' gradients are wrong on {case.label}: {problem}. Keep "
-                                       "the computation in torch (no .item(), .detach() or NumPy) so that training "
-                                       "can backpropagate through it.")
-        print(f"✓ {name}: gradients flow to h_harmful and h_benign")
+
 
 
 class _RerouteWorld:
@@ -893,11 +900,11 @@ class _TinyFilter(torch.nn.Module):
 
 
 @functools.lru_cache(maxsize=None)
-def _reference_outcome(seed: int, positions: tuple, alpha: float) -> tuple[float, float]:
+def _reference_outcome(seed: int, positions: tuple, alpha: float, steps: int, lr: float) -> tuple[float, float]:
     """(rerouting, retain) loss of the course's fine-tune on a world, measured on fresh batches (cached)."""
     world = _RerouteWorld(seed)
     tuned = ref.train_rerouting(world.model, world.harmful_batch, world.benign_batch, world.target, list(positions),
-                                steps=30, lr=0.05, alpha=alpha, seed=seed)
+                                steps=steps, lr=lr, alpha=alpha, seed=seed)
     return world.losses(tuned, list(positions))
 
 
@@ -906,9 +913,9 @@ def _state(model: torch.nn.Module) -> dict:
 
 
 def _run_rerouting(fn: Callable[..., Any], world: _RerouteWorld, positions: list[int], steps: int, alpha: float,
-                   seed: int, where: str) -> torch.nn.Module:
+                   seed: int, where: str, lr: float = 0.05) -> torch.nn.Module:
     __tracebackhide__ = True
-    kwargs = dict(steps=steps, lr=0.05, alpha=alpha, seed=seed)
+    kwargs = dict(steps=steps, lr=lr, alpha=alpha, seed=seed)
     world.calls = 0
     out = call(fn, "train_rerouting", (world.model, world.harmful_batch, world.benign_batch, world.target.clone(),
                                        list(positions)), kwargs, where)
@@ -935,12 +942,14 @@ def _check_train_rerouting(fn: Callable[..., Any], thorough: bool) -> None:
     __tracebackhide__ = True
     guard()
     name = "train_rerouting"
-    plans = [(101, [2, 3, 4, 5], 3.0), (102, [2, 5], 1.0)] if thorough else [(10, [2, 3, 4, 5], 3.0)]
-    for seed, positions, alpha in plans:
+    plans = ([(101, [2, 3, 4, 5], 20.0, 0.05), (102, [3], 3.0, 0.08)] if thorough
+             else [(10, [2, 3, 4, 5], 3.0, 0.05)])
+    steps = 20
+    for seed, positions, alpha, lr in plans:
         world = _RerouteWorld(seed)
         before = _state(world.model)
-        where = f"a test filter (seed {seed}), rerouting positions {positions}, alpha={alpha}, 30 steps, lr=0.05"
-        tuned = _run_rerouting(fn, world, positions, 30, alpha, seed, where)
+        where = f"a test filter (seed {seed}), rerouting positions {positions}, alpha={alpha}, {steps} steps, lr={lr}"
+        tuned = _run_rerouting(fn, world, positions, steps, alpha, seed, where, lr)
         after = _state(world.model)
         changed = [k for k in before if not torch.equal(before[k], after[k])]
         if changed:
@@ -960,7 +969,7 @@ def _check_train_rerouting(fn: Callable[..., Any], thorough: bool) -> None:
                                "frozen (requires_grad_(False)), as the notebook's attacks expect.")
         start = world.losses(world.model, positions)
         got = world.losses(tuned, positions)
-        expected = _reference_outcome(seed, tuple(positions), alpha)
+        expected = _reference_outcome(seed, tuple(positions), alpha, steps, lr)
         if got[0] > max(1.5 * expected[0], expected[0] + 0.02):
             raise CheckFailure(
                 f"`{name}` on {where}: the rerouting loss on fresh harmful requests went from {start[0]:.3f} to "
@@ -973,15 +982,6 @@ def _check_train_rerouting(fn: Callable[..., Any], thorough: bool) -> None:
                 f"version keeps it at {expected[1]:.4f}. Compare the tuned model's benign hidden vectors with the "
                 "*original* model's (computed without gradients), and weight the retain loss by alpha.")
     if thorough:
-        world = _RerouteWorld(103)
-        positions = [2, 3, 4, 5]
-        where = "a test filter (seed 103), alpha = 0 and alpha = 20"
-        loose = world.losses(_run_rerouting(fn, world, positions, 30, 0.0, 103, where), positions)
-        tight = world.losses(_run_rerouting(fn, world, positions, 30, 20.0, 103, where), positions)
-        if not tight[1] < 0.5 * loose[1]:
-            raise CheckFailure(f"`{name}`: on {where} the retain loss is {loose[1]:.4f} with alpha = 0 and "
-                               f"{tight[1]:.4f} with alpha = 20; a larger alpha must keep benign representations "
-                               "closer. Use loss = reroute + alpha * retain.")
         where = "a test filter (seed 104), run twice with seed=3, then with seed=4"
         world = _RerouteWorld(104)
         a = _state(_run_rerouting(fn, world, positions, 3, 3.0, 3, where))
@@ -993,6 +993,14 @@ def _check_train_rerouting(fn: Callable[..., Any], thorough: bool) -> None:
         if all(torch.allclose(a[k], c[k]) for k in a):
             raise CheckFailure(f"`{name}` gave the same model for seeds 3 and 4 on {where}: seed the generator "
                                "with the `seed` argument.")
+        world = _RerouteWorld(106)   # Adam's first step moves every parameter that has a gradient by about lr
+        lr = 0.037
+        start_state = _state(world.model)
+        one = _state(_run_rerouting(fn, world, positions, 1, 3.0, 6, f"one step with lr={lr}", lr))
+        moved = max(float((one[k] - v).abs().max()) for k, v in start_state.items() if not k.startswith("readout"))
+        if abs(moved - lr) > 0.05 * lr:
+            raise CheckFailure(f"`{name}`: after one step with lr={lr} the largest parameter change is {moved:.4g}; "
+                               f"Adam's first step moves each parameter by about lr. Pass `lr` to torch.optim.Adam.")
         world = _RerouteWorld(105)
         same = _state(_run_rerouting(fn, world, positions, 0, 3.0, 0, "steps = 0"))
         if any(not torch.equal(same[k], v) for k, v in _state(world.model).items()):
