@@ -874,29 +874,14 @@ class _RerouteWorld:
         return float(reroute), float(retain)
 
 
-class _TinyFilter(torch.nn.Module):
-    """The chapter's filter (token layer + running-mean context layer + linear readout), vocabulary 16."""
-
-    def __init__(self, seed: int):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.embedding = torch.nn.Embedding(16, 8)
-        self.token_layer = torch.nn.Linear(8, 12)
-        self.context_layer = torch.nn.Linear(8, 12, bias=False)
-        self.readout = torch.nn.Linear(12, 1)
-        for p in self.parameters():
-            p.data = torch.randn(p.shape, generator=g) * 0.5
-        self.requires_grad_(False)
-
-    def hidden(self, emb: torch.Tensor) -> torch.Tensor:
-        steps = torch.arange(1, emb.shape[1] + 1, dtype=emb.dtype)[:, None]
-        return F.relu(self.token_layer(emb) + self.context_layer(emb.cumsum(dim=1) / steps))
-
-    def from_embeddings(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.readout(self.hidden(emb).mean(dim=1))[:, 0]
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.from_embeddings(self.embedding(tokens))
+def _TinyFilter(seed: int) -> torch.nn.Module:
+    """The chapter's filter architecture with a vocabulary of 16 and seeded random weights, frozen."""
+    from ..toys.red_teaming_and_robustness import SafetyFilter
+    model = SafetyFilter(d=8, hidden=12, vocab=16)
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        p.data = torch.randn(p.shape, generator=g) * 0.5
+    return model.requires_grad_(False)
 
 
 @functools.lru_cache(maxsize=None)

@@ -102,9 +102,9 @@ class SafetyFilter(nn.Module):
     the logit reads the mean hidden vector. `hidden(emb)` exposes the per-position activations.
     """
 
-    def __init__(self, d: int = 16, hidden: int = 32):
+    def __init__(self, d: int = 16, hidden: int = 32, vocab: int = V):
         super().__init__()
-        self.embedding = nn.Embedding(V, d)
+        self.embedding = nn.Embedding(vocab, d)
         self.token_layer = nn.Linear(d, hidden)
         self.context_layer = nn.Linear(d, hidden, bias=False)
         self.readout = nn.Linear(hidden, 1)
