@@ -247,7 +247,10 @@ def chapter_experiment(seed: int = 0, reroute_steps: int = REROUTE_STEPS, rerout
     for name, positions in attackers.items():
         found[name], cost = _run_gcg(base, fresh, positions)
         success[name] = toy.not_refused(base, found[name])
-        out[f"gcg_{name}"] = {"k": int(success[name].sum()), "max_cost": int(cost.max())}
+        broke = found[name][success[name]][:, positions]
+        with_safety = torch.isin(broke, toy.SAFETY_IDS).any(dim=1).float().mean() if len(broke) else torch.tensor(0.0)
+        out[f"gcg_{name}"] = {"k": int(success[name].sum()), "max_cost": int(cost.max()),
+                              "with_safety_word": float(with_safety)}
 
     monitor = probe_monitor(base, data)
     with torch.no_grad():
