@@ -22,7 +22,7 @@ PHASE_OF = {ch.id: i for i, phase in enumerate(CURRICULUM.phases, 1) for ch in p
 
 # Phase 2 chapters written before the research-load rule; issue #14 rebuilds them. Remove an entry
 # when its chapter is rebuilt: the test then holds it to the rule like every other chapter.
-AWAITING_REBUILD = {"10_reward_hacking_and_rlhf", "11_red_teaming_and_robustness"}
+AWAITING_REBUILD = {"10_reward_hacking_and_rlhf"}
 
 # Chapters of phase 2 and later without a tests/test_chapter_NN_claims.py, keyed by chapter number, each with
 # its reason. "No stochastic outcome" is the only lasting reason (a chapter whose prose states nothing a
@@ -30,7 +30,6 @@ AWAITING_REBUILD = {"10_reward_hacking_and_rlhf", "11_red_teaming_and_robustness
 # and bring their claims tests with them: the coordinator removes each entry when its chapter merges.
 CLAIMS_EXEMPT = {
     "10": "written in parallel (issue #14 rebuild): its claims test lands with the chapter",
-    "11": "written in parallel (issue #14 rebuild): its claims test lands with the chapter",
 }
 
 _EXERCISE = re.compile(r"#+\s*Exercise[^\n]*?difficulty\s*(\d)\s*/\s*5", re.I)

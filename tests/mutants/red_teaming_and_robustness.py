@@ -295,15 +295,15 @@ def direction_wrong_axis(acts_harmful, acts_benign):
     return d / d.abs()
 
 
-def breaker_mean(hidden, direction):
+def monitor_mean(hidden, direction):
     return (hidden @ direction).mean(dim=1)
 
 
-def breaker_abs(hidden, direction):
+def monitor_abs(hidden, direction):
     return (hidden @ direction).abs().amax(dim=1)
 
 
-def breaker_pooled_first(hidden, direction):
+def monitor_pooled_first(hidden, direction):
     return hidden.amax(dim=1) @ direction  # max of each feature, then projected: not a projection's max
 
 
@@ -328,6 +328,203 @@ def threshold_gaussian(benign_scores, max_false_refusal):
     return float(s.mean() + 2 * s.std())
 
 
+
+# --------------------------------------------------------------------------- the attack loop and rerouting
+
+def _step(model, tokens, free_positions, allowed, top_k):
+    from safety_roadmap.reference.red_teaming_and_robustness import gcg_step
+    return gcg_step(model, tokens, free_positions, allowed, top_k)
+
+
+def _lets_through(model, tokens):
+    with torch.no_grad():
+        return bool(model(tokens[None])[0] <= 0)
+
+
+def attack_no_early_stop(model, request, free_positions, allowed, steps, top_k):
+    tokens = request.clone()
+    for _ in range(steps):
+        tokens = _step(model, tokens, free_positions, allowed, top_k)
+    return tokens, steps
+
+
+def attack_checks_after(model, request, free_positions, allowed, steps, top_k):
+    tokens, taken = request.clone(), 0
+    for _ in range(steps):
+        tokens = _step(model, tokens, free_positions, allowed, top_k)
+        taken += 1
+        if _lets_through(model, tokens):
+            break
+    return tokens, taken
+
+
+def attack_counts_queries(model, request, free_positions, allowed, steps, top_k):
+    tokens, taken = request.clone(), 0
+    for _ in range(steps):
+        if _lets_through(model, tokens):
+            break
+        tokens = _step(model, tokens, free_positions, allowed, top_k)
+        taken += 1 + len(free_positions) * top_k          # counts candidates, not steps
+    return tokens, taken
+
+
+def attack_off_by_one(model, request, free_positions, allowed, steps, top_k):
+    tokens, taken = request.clone(), 0
+    for _ in range(steps + 1):                            # one step too many
+        if _lets_through(model, tokens):
+            break
+        tokens = _step(model, tokens, free_positions, allowed, top_k)
+        taken += 1
+    return tokens, taken
+
+
+def attack_restarts_each_step(model, request, free_positions, allowed, steps, top_k):
+    tokens, taken = request.clone(), 0
+    for _ in range(steps):
+        if _lets_through(model, tokens):
+            break
+        tokens = _step(model, request, free_positions, allowed, top_k)   # always from the original request
+        taken += 1
+    return tokens, taken
+
+
+def attack_while_loop(model, request, free_positions, allowed, steps, top_k):
+    tokens, taken = request.clone(), 0
+    while taken < steps and not _lets_through(model, tokens):
+        tokens = _step(model, tokens, list(free_positions), allowed, top_k)
+        taken += 1
+    return tokens, taken
+
+
+def losses_unnormalised(h_harmful, target, h_benign, h_benign_frozen):
+    return ((h_harmful - target) ** 2).sum(-1).mean(), ((h_benign - h_benign_frozen) ** 2).sum(-1).mean()
+
+
+def losses_not_squared(h_harmful, target, h_benign, h_benign_frozen):
+    return ((h_harmful - target).norm(dim=-1).mean() / target.norm(),
+            (h_benign - h_benign_frozen).norm(dim=-1).mean() / h_benign_frozen.norm(dim=-1).mean())
+
+
+def losses_per_row_retain(h_harmful, target, h_benign, h_benign_frozen):
+    reroute = ((h_harmful - target) ** 2).sum(-1).mean() / (target ** 2).sum()
+    return reroute, (((h_benign - h_benign_frozen) ** 2).sum(-1) / (h_benign_frozen ** 2).sum(-1)).mean()
+
+
+def losses_detached(h_harmful, target, h_benign, h_benign_frozen):
+    reroute = ((h_harmful.detach() - target) ** 2).sum(-1).mean() / (target ** 2).sum()
+    retain = ((h_benign - h_benign_frozen) ** 2).sum(-1).mean() / (h_benign_frozen ** 2).sum(-1).mean()
+    return reroute, retain
+
+
+def losses_target_scale_for_retain(h_harmful, target, h_benign, h_benign_frozen):
+    scale = (target ** 2).sum()
+    return ((h_harmful - target) ** 2).sum(-1).mean() / scale, ((h_benign - h_benign_frozen) ** 2).sum(-1).mean() / scale
+
+
+def losses_mse(h_harmful, target, h_benign, h_benign_frozen):
+    width = h_harmful.shape[-1]
+    reroute = F.mse_loss(h_harmful, target.expand_as(h_harmful)) * width / target.pow(2).sum()
+    retain = F.mse_loss(h_benign, h_benign_frozen) / h_benign_frozen.pow(2).mean()
+    return reroute, retain
+
+
+def _rerouting_losses(h, t, b, bf):
+    from safety_roadmap.reference.red_teaming_and_robustness import rerouting_losses
+    return rerouting_losses(h, t, b, bf)
+
+
+def _reroute(model, harmful_batch, benign_batch, target, positions, steps, lr, alpha, seed, *, copy_model=True,
+             freeze_readout=True, use_alpha=True, retain_self=False, all_positions=False, one_batch=False,
+             seeded=True, freeze_result=True):
+    import copy
+    g = torch.Generator().manual_seed(seed) if seeded else torch.Generator().manual_seed(torch.seed() % 2 ** 31)
+    tuned = copy.deepcopy(model) if copy_model else model
+    tuned.requires_grad_(True)
+    if freeze_readout:
+        tuned.readout.requires_grad_(False)
+    optimizer = torch.optim.Adam([p for p in tuned.parameters() if p.requires_grad], lr=lr)
+    fixed = (harmful_batch(g), benign_batch(g)) if one_batch else None
+    for _ in range(steps):
+        harmful, benign = fixed if one_batch else (harmful_batch(g), benign_batch(g))
+        source = tuned if retain_self else model
+        with torch.no_grad():
+            frozen = source.hidden(source.embedding(benign))
+        h = tuned.hidden(tuned.embedding(harmful))
+        h = h if all_positions else h[:, list(positions)]
+        reroute, retain = _rerouting_losses(h, target, tuned.hidden(tuned.embedding(benign)), frozen)
+        loss = reroute + (alpha if use_alpha else 1.0) * retain
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return tuned.requires_grad_(False) if freeze_result else tuned
+
+
+def reroute_in_place(model, harmful_batch, benign_batch, target, positions, steps=200, lr=1e-2, alpha=3.0, seed=0):
+    return _reroute(model, harmful_batch, benign_batch, target, positions, steps, lr, alpha, seed, copy_model=False)
+
+
+def reroute_trains_readout(model, harmful_batch, benign_batch, target, positions, steps=200, lr=1e-2, alpha=3.0,
+                           seed=0):
+    return _reroute(model, harmful_batch, benign_batch, target, positions, steps, lr, alpha, seed,
+                    freeze_readout=False)
+
+
+def reroute_ignores_alpha(model, harmful_batch, benign_batch, target, positions, steps=200, lr=1e-2, alpha=3.0,
+                          seed=0):
+    return _reroute(model, harmful_batch, benign_batch, target, positions, steps, lr, alpha, seed, use_alpha=False)
+
+
+def reroute_retain_against_self(model, harmful_batch, benign_batch, target, positions, steps=200, lr=1e-2,
+                                alpha=3.0, seed=0):
+    return _reroute(model, harmful_batch, benign_batch, target, positions, steps, lr, alpha, seed, retain_self=True)
+
+
+def reroute_all_positions(model, harmful_batch, benign_batch, target, positions, steps=200, lr=1e-2, alpha=3.0,
+                          seed=0):
+    return _reroute(model, harmful_batch, benign_batch, target, positions, steps, lr, alpha, seed,
+                    all_positions=True)
+
+
+def reroute_one_batch(model, harmful_batch, benign_batch, target, positions, steps=200, lr=1e-2, alpha=3.0, seed=0):
+    return _reroute(model, harmful_batch, benign_batch, target, positions, steps, lr, alpha, seed, one_batch=True)
+
+
+def reroute_unseeded(model, harmful_batch, benign_batch, target, positions, steps=200, lr=1e-2, alpha=3.0, seed=0):
+    return _reroute(model, harmful_batch, benign_batch, target, positions, steps, lr, alpha, seed, seeded=False)
+
+
+def reroute_returns_trainable(model, harmful_batch, benign_batch, target, positions, steps=200, lr=1e-2, alpha=3.0,
+                              seed=0):
+    return _reroute(model, harmful_batch, benign_batch, target, positions, steps, lr, alpha, seed,
+                    freeze_result=False)
+
+
+def reroute_state_dict_copy(model, harmful_batch, benign_batch, target, positions, steps=200, lr=1e-2, alpha=3.0,
+                            seed=0):
+    # copies through a state dict instead of deepcopy, and builds the optimizer from named parameters
+    import copy
+    tuned = copy.deepcopy(model)
+    tuned.load_state_dict({k: v.clone() for k, v in model.state_dict().items()})
+    for name, p in tuned.named_parameters():
+        p.requires_grad_(not name.startswith("readout"))
+    optimizer = torch.optim.Adam([p for _, p in tuned.named_parameters() if p.requires_grad], lr=lr)
+    g = torch.Generator()
+    g.manual_seed(seed)
+    for _ in range(steps):
+        harmful = harmful_batch(g)
+        benign = benign_batch(g)
+        optimizer.zero_grad()
+        with torch.no_grad():
+            reference_benign = model.hidden(model.embedding(benign))
+        reroute, retain = _rerouting_losses(tuned.hidden(tuned.embedding(harmful))[:, list(positions)], target,
+                                            tuned.hidden(tuned.embedding(benign)), reference_benign)
+        (reroute + alpha * retain).backward()
+        optimizer.step()
+    for p in tuned.parameters():
+        p.requires_grad_(False)
+    return tuned
+
+
 MUTANTS = {
     "wilson_interval": [wilson_is_wald, wilson_fixed_z, wilson_centred_on_p, wilson_missing_square],
     "random_search_attack": [random_returns_last, random_argmax, random_any_token, random_all_positions,
@@ -340,7 +537,13 @@ MUTANTS = {
     "evaluate_defence": [defence_on_training_attacks, defence_refusals_on_harmful, defence_wald_interval,
                          defence_never_attacks, defence_attacks_under_no_grad, defence_refuses_at_zero],
     "harmful_direction": [direction_unnormalised, direction_reversed, direction_wrong_axis],
-    "breaker_scores": [breaker_mean, breaker_abs, breaker_pooled_first],
+    "monitor_scores": [monitor_mean, monitor_abs, monitor_pooled_first],
+    "gcg_attack": [attack_no_early_stop, attack_checks_after, attack_counts_queries, attack_off_by_one,
+                   attack_restarts_each_step],
+    "rerouting_losses": [losses_unnormalised, losses_not_squared, losses_per_row_retain, losses_detached,
+                         losses_target_scale_for_retain],
+    "train_rerouting": [reroute_in_place, reroute_ignores_alpha, reroute_retain_against_self,
+                        reroute_all_positions, reroute_one_batch, reroute_unseeded, reroute_returns_trainable],
     "refusal_threshold": [threshold_wrong_tail, threshold_off_by_one, threshold_too_strict, threshold_gaussian],
 }
 
@@ -424,7 +627,7 @@ def direction_normalize(acts_harmful, acts_benign):
     return F.normalize(acts_harmful.sum(0) / len(acts_harmful) - acts_benign.sum(0) / len(acts_benign), dim=0)
 
 
-def breaker_einsum(hidden, direction):
+def monitor_einsum(hidden, direction):
     return torch.einsum("nlh,h->nl", hidden, direction).max(dim=1).values
 
 
@@ -453,6 +656,9 @@ ALTERNATIVES = {
     "gcg_step": [gcg_exhaustive, gcg_always_moves],
     "evaluate_defence": [defence_vectorised],
     "harmful_direction": [direction_normalize],
-    "breaker_scores": [breaker_einsum],
+    "monitor_scores": [monitor_einsum],
+    "gcg_attack": [attack_while_loop],
+    "rerouting_losses": [losses_mse],
+    "train_rerouting": [reroute_state_dict_copy],
     "refusal_threshold": [threshold_by_counting, threshold_midpoint],
 }

@@ -7,6 +7,7 @@ and finds inputs at least as good as the stated bar.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import numpy as np
@@ -22,7 +23,8 @@ trust(torch)
 trust(torch.nn.functional)
 
 __all__ = ["check_wilson_interval", "check_random_search_attack", "check_token_gradients", "check_gcg_step",
-           "check_evaluate_defence", "check_harmful_direction", "check_breaker_scores", "check_refusal_threshold"]
+           "check_evaluate_defence", "check_harmful_direction", "check_monitor_scores", "check_refusal_threshold",
+           "check_gcg_attack", "check_rerouting_losses", "check_train_rerouting"]
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -566,7 +568,7 @@ def _normalised_then_mean(h: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return d / d.norm()
 
 
-def _breaker_cases(thorough: bool) -> list[Case]:
+def _monitor_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 72)
     d = rng.normal(size=6)
     d /= np.linalg.norm(d)
@@ -583,10 +585,10 @@ def _breaker_cases(thorough: bool) -> list[Case]:
 
 
 @_torch_check
-def check_breaker_scores(fn: Callable[..., Any], thorough: bool = False) -> None:
-    """breaker_scores(hidden [N, L, H], direction [H]) -> [N], the largest projection over positions."""
+def check_monitor_scores(fn: Callable[..., Any], thorough: bool = False) -> None:
+    """monitor_scores(hidden [N, L, H], direction [H]) -> [N], the largest projection over positions."""
     __tracebackhide__ = True
-    run_check("breaker_scores", fn, ref.breaker_scores, _breaker_cases(thorough), rtol=1e-4, atol=1e-5,
+    run_check("monitor_scores", fn, ref.monitor_scores, _monitor_cases(thorough), rtol=1e-4, atol=1e-5,
               thorough=thorough, mistakes=[
                   Mistake("you averaged over positions: one harmful position is then diluted by the others, which is "
                           "exactly the weakness the attacks exploit. Take the max over positions.",
@@ -648,3 +650,345 @@ def check_refusal_threshold(fn: Callable[..., Any], thorough: bool = False) -> N
                           "*above* the threshold.",
                           lambda s, r: float(torch.quantile(s.flatten().double(), r))),
               ])
+
+
+
+# --------------------------------------------------------------------------- the attack loop
+
+class _Shifted(torch.nn.Module):
+    """A test filter whose logit is moved by `offset`, so that an attack succeeds after a chosen number of steps."""
+
+    def __init__(self, base: _CausalFilter, offset: float):
+        super().__init__()
+        self.base, self.offset = base, offset
+        self.embedding = base.embedding
+
+    def from_embeddings(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.base.from_embeddings(emb) + self.offset
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.from_embeddings(self.embedding(tokens))
+
+
+def _offset_for(model: _CausalFilter, request: torch.Tensor, free: list[int], allowed: torch.Tensor, top_k: int,
+                succeed_after: int | None, exactly_zero: bool = False) -> float:
+    """An offset with which the reference attack succeeds after exactly `succeed_after` steps (None: never, 0: at
+    once), found by running the reference steps on the unshifted filter."""
+    with torch.no_grad():
+        scores = [float(model(request[None])[0])]
+    tokens = request
+    for _ in range(max(succeed_after or 0, 1) + 1):
+        tokens = ref.gcg_step(model, tokens, free, allowed, top_k)
+        with torch.no_grad():
+            scores.append(float(model(tokens[None])[0]))
+    if succeed_after is None:
+        return -min(scores) + 50.0                                   # far above 0 all the way
+    if succeed_after == 0:
+        return -scores[0] - 0.5
+    before, at = scores[succeed_after - 1], scores[succeed_after]
+    if before - at < 1e-3:                                           # the search stalled: fall back to "never"
+        return -min(scores) + 50.0
+    return -at if exactly_zero else -(before + at) / 2               # -at: the logit lands on exactly 0
+
+
+def _attack_loop_cases(thorough: bool) -> list[Case]:
+    cases = []
+    plan = ([(81, None, 3, 8, 2, False), (82, [0, 1, 2], 2, 8, 0, False), (83, [6, 2, 4], 4, 5, None, False),
+             (84, None, 1, 2, 3, False), (85, [1, 5], 3, 0, 1, False), (86, None, 2, 1, 1, False),
+             (87, None, 3, 6, 2, True)] if thorough else [(8, None, 3, 6, 2, False)])
+    for seed, free_positions, top_k, steps, succeed_after, zero in plan:
+        model, requests, free, allowed = _attack_world(thorough, seed, free_positions)
+        request = requests[0]
+        offset = _offset_for(model, request, free, allowed, top_k, succeed_after, zero)
+        story = {None: "an attack that never succeeds (all steps used)", 0: "a request the filter already lets through",
+                 }.get(succeed_after, f"an attack that succeeds after {succeed_after} step(s)")
+        if zero:
+            story = (f"an attack whose logit is exactly 0 after {succeed_after} steps (0 is not refused: "
+                     "refusal means > 0)")
+        cases.append(Case((_Shifted(model, offset), request, list(free), allowed, steps, top_k),
+                          f"{story}, free positions {free}, steps={steps}, top_k={top_k}"))
+    return cases
+
+
+def _compare_attack(got: Any, expected: Any, case: Case) -> str | None:
+    if not isinstance(got, tuple) or len(got) != 2:
+        return f"expected a tuple (adversarial request [L], steps taken), got {describe(got)}"
+    tokens, taken = got
+    exp_tokens, exp_taken = expected
+    if not isinstance(tokens, torch.Tensor) or tuple(tokens.shape) != tuple(exp_tokens.shape):
+        return f"the request should be a LongTensor of shape {tuple(exp_tokens.shape)}, got {describe(tokens)}"
+    try:
+        taken = int(taken)
+    except (TypeError, ValueError):
+        return f"the number of steps taken should be an int, got {describe(taken)}"
+    if taken != exp_taken:
+        return (f"took {taken} step(s), expected {exp_taken}: check *before* each step whether the model already "
+                f"lets the request through (logit <= 0) and stop there; never take more than `steps` steps.")
+    if not torch.equal(tokens.long(), exp_tokens):
+        return (f"returned {_words(tokens)}, expected {_words(exp_tokens)} (the result of {exp_taken} call(s) of "
+                "gcg_step, each on the previous step's output)")
+    return None
+
+
+def _loop_without_early_stop(model, request, free, allowed, steps, top_k):
+    tokens = request.clone()
+    for _ in range(steps):
+        tokens = ref.gcg_step(model, tokens, free, allowed, top_k)
+    return tokens, steps
+
+
+def _loop_checks_after(model, request, free, allowed, steps, top_k):
+    tokens, taken = request.clone(), 0
+    for _ in range(steps):
+        tokens = ref.gcg_step(model, tokens, free, allowed, top_k)
+        taken += 1
+        with torch.no_grad():
+            if model(tokens[None])[0] <= 0:
+                break
+    return tokens, taken
+
+
+@_torch_check
+def check_gcg_attack(fn: Callable[..., Any], thorough: bool = False) -> None:
+    """gcg_attack(model, request [L], free_positions, allowed, steps, top_k) -> (tokens [L], steps taken)."""
+    __tracebackhide__ = True
+    try:
+        run_check("gcg_attack", fn, ref.gcg_attack, _attack_loop_cases(thorough), compare_fn=_compare_attack,
+                  thorough=thorough, mistakes=[
+                      Mistake("the loop never stops early: stop as soon as the model lets the request through, "
+                              "and count only the steps you took.", _loop_without_early_stop),
+                      Mistake("you test for success after a step, not before it: a request the filter already lets "
+                              "through needs no step at all.", _loop_checks_after),
+                  ])
+    except CheckFailure as failure:   # a wrong gcg_step (exercise 4) is the first suspect
+        raise CheckFailure(str(failure) + upstream_note(fn, "gcg_step", check_gcg_step)) from None
+
+
+# --------------------------------------------------------------------------- representation rerouting
+
+def _loss_cases(thorough: bool) -> list[Case]:
+    rng = rng_for(thorough, 91)
+    relu = lambda x: np.maximum(x, 0.0)
+    cases = [Case((_t(relu(rng.normal(size=(6, 3, 5)))), _t(relu(rng.normal(size=5))) + 0.5,
+                   _t(relu(rng.normal(size=(4, 7, 5)))), _t(relu(rng.normal(size=(4, 7, 5))))),
+                  "6 harmful requests x 3 positions, 4 benign x 7 positions, hidden size 5")]
+    if thorough:
+        cases += [Case((_t(rng.normal(size=(10, 8))), _t(rng.normal(size=8)) * 3, _t(rng.normal(size=(12, 8))),
+                        _t(rng.normal(size=(12, 8))) * 4), "activations [N, H] without a position axis, a large target"),
+                  Case((_t(rng.normal(size=(2, 5, 3))), _t(rng.normal(size=3)), _t(rng.normal(size=(9, 2, 3))),
+                        _t(rng.normal(size=(9, 2, 3))) + 2.0), "benign activations far from 0"),
+                  Case((_t(rng.normal(size=(1, 1, 16))), _t(rng.normal(size=16)), _t(rng.normal(size=(3, 4, 16))),
+                        _t(rng.normal(size=(3, 4, 16)))), "a single harmful vector"),
+                  Case((_t(rng.normal(size=(5, 4, 6))) * 100, _t(rng.normal(size=6)) * 100,
+                        _t(rng.normal(size=(5, 4, 6))) * 0.01, _t(rng.normal(size=(5, 4, 6))) * 0.01),
+                       "very different scales (both losses are scale-free)")]
+    return cases
+
+
+def _compare_losses(got: Any, expected: Any, case: Case) -> str | None:
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        return f"expected a tuple (rerouting loss, retain loss), got {describe(got)}"
+    for i, (g, e, what) in enumerate(zip(got, expected, ("rerouting loss", "retain loss"))):
+        if not isinstance(g, torch.Tensor) or g.numel() != 1:
+            return f"the {what} should be a scalar tensor (so that it can be backpropagated), got {describe(g)}"
+        problem = compare(float(g), float(e), rtol=1e-4, atol=1e-6, what=what)
+        if problem:
+            return problem
+    return None
+
+
+def _losses_with_grad(fn: Callable[..., Any], case: Case) -> list[torch.Tensor]:
+    """Gradients of (rerouting + 2 * retain) with respect to the two activations being trained."""
+    h, t, b, bf = (a.clone().requires_grad_(i in (0, 2)) for i, a in enumerate(case.args))
+    reroute, retain = fn(h, t, b, bf)
+    grads = torch.autograd.grad(reroute + 2 * retain, [h, b], allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, (h, b))]
+
+
+@_torch_check
+def check_rerouting_losses(fn: Callable[..., Any], thorough: bool = False) -> None:
+    """rerouting_losses(h_harmful, target, h_benign, h_benign_frozen) -> (rerouting loss, retain loss)."""
+    __tracebackhide__ = True
+    name = "rerouting_losses"
+    cases = _loss_cases(thorough)
+    if thorough:   # the losses must carry gradients to the activations being trained (checked where values agree)
+        for case in cases[:2]:
+            got_values = call(fn, name, case.args, None, case.label)
+            if _compare_losses(got_values, ref.rerouting_losses(*case.args), case):
+                break                                    # wrong values: run_check below says which
+            got = _losses_with_grad(fn, case)
+            expected = _losses_with_grad(ref.rerouting_losses, case)
+            for g, e, what in zip(got, expected, ("h_harmful", "h_benign")):
+                problem = compare(g, e, rtol=1e-4, atol=1e-6, what=f"gradient with respect to {what}")
+                if problem:
+                    raise CheckFailure(f"`{name}`: the losses' gradients are wrong on {case.label}: {problem}. Keep "
+                                       "the computation in torch (no .item(), .detach() or NumPy) so that training "
+                                       "can backpropagate through it.")
+    run_check(name, fn, ref.rerouting_losses, cases, compare_fn=_compare_losses, thorough=thorough, mistakes=[
+        Mistake("the rerouting loss is not divided by |target|^2 (or the retain loss not by the mean "
+                "|h_frozen|^2): without it, one `alpha` cannot balance the two losses.",
+                lambda h, t, b, bf: (((h - t) ** 2).sum(-1).mean(), ((b - bf) ** 2).sum(-1).mean())),
+        Mistake("you used the distance |h - target| rather than its square.",
+                lambda h, t, b, bf: ((h - t).norm(dim=-1).mean() / t.norm(),
+                                     (b - bf).norm(dim=-1).mean() / bf.norm(dim=-1).mean())),
+        Mistake("you divided each benign vector by its own |h_frozen|^2 before averaging; divide the mean squared "
+                "distance by the mean |h_frozen|^2.",
+                lambda h, t, b, bf: (ref.rerouting_losses(h, t, b, bf)[0],
+                                     (((b - bf) ** 2).sum(-1) / (bf ** 2).sum(-1)).mean())),
+    ])
+
+
+
+class _RerouteWorld:
+    """A small filter (the chapter's architecture) and request samplers: harmful rows contain token 0 at
+    position 2; benign rows never contain token 0. Measured on batches drawn here, never seen in training."""
+
+    def __init__(self, seed: int):
+        torch.manual_seed(seed)
+        self.model = _TinyFilter(seed)
+        self.target = torch.rand(12, generator=torch.Generator().manual_seed(seed + 1)) * 2 + 0.5
+        self.calls = 0
+
+    def harmful_batch(self, g: Any) -> torch.Tensor:
+        if not isinstance(g, torch.Generator):
+            raise CheckFailure(f"harmful_batch was called with {describe(g)}; pass it your torch.Generator "
+                               "(seeded with `seed`), so that training is reproducible.")
+        self.calls += 1
+        x = torch.randint(1, 16, (16, 6), generator=g)
+        x[:, 2] = 0
+        return x
+
+    def benign_batch(self, g: Any) -> torch.Tensor:
+        if not isinstance(g, torch.Generator):
+            raise CheckFailure(f"benign_batch was called with {describe(g)}; pass it your torch.Generator.")
+        return torch.randint(1, 16, (16, 6), generator=g)
+
+    def losses(self, tuned: torch.nn.Module, positions: list[int]) -> tuple[float, float]:
+        g = torch.Generator().manual_seed(12345)
+        harmful, benign = self.harmful_batch(g), self.benign_batch(g)
+        self.calls -= 1
+        with torch.no_grad():
+            h = tuned.hidden(tuned.embedding(harmful))[:, positions]
+            frozen = self.model.hidden(self.model.embedding(benign))
+            reroute, retain = ref.rerouting_losses(h, self.target, tuned.hidden(tuned.embedding(benign)), frozen)
+        return float(reroute), float(retain)
+
+
+def _TinyFilter(seed: int) -> torch.nn.Module:
+    """The chapter's filter architecture with a vocabulary of 16 and seeded random weights, frozen."""
+    from ..toys.red_teaming_and_robustness import SafetyFilter
+    model = SafetyFilter(d=8, hidden=12, vocab=16)
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        p.data = torch.randn(p.shape, generator=g) * 0.5
+    return model.requires_grad_(False)
+
+
+@functools.lru_cache(maxsize=None)
+def _reference_outcome(seed: int, positions: tuple, alpha: float, steps: int, lr: float) -> tuple[float, float]:
+    """(rerouting, retain) loss of the course's fine-tune on a world, measured on fresh batches (cached)."""
+    world = _RerouteWorld(seed)
+    tuned = ref.train_rerouting(world.model, world.harmful_batch, world.benign_batch, world.target, list(positions),
+                                steps=steps, lr=lr, alpha=alpha, seed=seed)
+    return world.losses(tuned, list(positions))
+
+
+def _state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _run_rerouting(fn: Callable[..., Any], world: _RerouteWorld, positions: list[int], steps: int, alpha: float,
+                   seed: int, where: str, lr: float = 0.05) -> torch.nn.Module:
+    __tracebackhide__ = True
+    kwargs = dict(steps=steps, lr=lr, alpha=alpha, seed=seed)
+    world.calls = 0
+    out = call(fn, "train_rerouting", (world.model, world.harmful_batch, world.benign_batch, world.target.clone(),
+                                       list(positions)), kwargs, where)
+    if not isinstance(out, torch.nn.Module) or not hasattr(out, "hidden"):
+        raise CheckFailure(f"`train_rerouting` should return the fine-tuned model (a copy of `model`), got "
+                           f"{describe(out)} on {where}")
+    if world.calls != steps:
+        raise CheckFailure(f"`train_rerouting` drew {world.calls} harmful batches in {steps} steps on {where}: draw a "
+                           "fresh batch of each kind at every step (harmful_batch(g), benign_batch(g)).")
+    return out
+
+
+@_torch_check
+def check_train_rerouting(fn: Callable[..., Any], thorough: bool = False) -> None:
+    """train_rerouting(model, harmful_batch, benign_batch, target, positions, steps, lr, alpha, seed) -> model."""
+    __tracebackhide__ = True
+    try:
+        _check_train_rerouting(fn, thorough)
+    except CheckFailure as failure:
+        raise CheckFailure(str(failure) + upstream_note(fn, "rerouting_losses", check_rerouting_losses)) from None
+
+
+def _check_train_rerouting(fn: Callable[..., Any], thorough: bool) -> None:
+    __tracebackhide__ = True
+    guard()
+    name = "train_rerouting"
+    plans = ([(101, [2, 3, 4, 5], 20.0, 0.05), (102, [3], 3.0, 0.08)] if thorough
+             else [(10, [2, 3, 4, 5], 3.0, 0.05)])
+    steps = 20
+    for seed, positions, alpha, lr in plans:
+        world = _RerouteWorld(seed)
+        before = _state(world.model)
+        where = f"a test filter (seed {seed}), rerouting positions {positions}, alpha={alpha}, {steps} steps, lr={lr}"
+        tuned = _run_rerouting(fn, world, positions, steps, alpha, seed, where, lr)
+        after = _state(world.model)
+        changed = [k for k in before if not torch.equal(before[k], after[k])]
+        if changed:
+            raise CheckFailure(f"`{name}` changed the original model's {changed} on {where}: fine-tune a copy "
+                               "(copy.deepcopy(model)); the original is the frozen reference for the retain loss.")
+        if tuned is world.model:
+            raise CheckFailure(f"`{name}` returned the original model object; return the fine-tuned copy.")
+        state = _state(tuned)
+        for key in ("readout.weight", "readout.bias"):
+            if not torch.equal(state[key], before[key]):
+                raise CheckFailure(f"`{name}` changed `{key}` on {where}: freeze the readout "
+                                   "(readout.requires_grad_(False)); rerouting moves representations, not the "
+                                   "decision rule that reads them.")
+        trainable = [n for n, p in tuned.named_parameters() if p.requires_grad]
+        if trainable:
+            raise CheckFailure(f"`{name}` returned a model whose {trainable} still require gradients: return it "
+                               "frozen (requires_grad_(False)), as the notebook's attacks expect.")
+        start = world.losses(world.model, positions)
+        got = world.losses(tuned, positions)
+        expected = _reference_outcome(seed, tuple(positions), alpha, steps, lr)
+        if got[0] > max(1.5 * expected[0], expected[0] + 0.02):
+            raise CheckFailure(
+                f"`{name}` on {where}: the rerouting loss on fresh harmful requests went from {start[0]:.3f} to "
+                f"{got[0]:.3f}; the course's version reaches {expected[0]:.3f}. Each step: hidden vectors of the "
+                "harmful batch at `positions` (the tuned model's), the two losses, loss = reroute + alpha * "
+                "retain, zero_grad, backward, step.")
+        if got[1] > max(1.5 * expected[1], expected[1] + 0.01):
+            raise CheckFailure(
+                f"`{name}` on {where}: the retain loss on fresh benign requests is {got[1]:.4f}; the course's "
+                f"version keeps it at {expected[1]:.4f}. Compare the tuned model's benign hidden vectors with the "
+                "*original* model's (computed without gradients), and weight the retain loss by alpha.")
+    if thorough:
+        where = "a test filter (seed 104), run twice with seed=3, then with seed=4"
+        world = _RerouteWorld(104)
+        a = _state(_run_rerouting(fn, world, positions, 3, 3.0, 3, where))
+        b = _state(_run_rerouting(fn, world, positions, 3, 3.0, 3, where))
+        c = _state(_run_rerouting(fn, world, positions, 3, 3.0, 4, where))
+        if any(not torch.allclose(a[k], b[k]) for k in a):
+            raise CheckFailure(f"`{name}` gave different models for the same seed on {where}: create one "
+                               "torch.Generator().manual_seed(seed) and pass it to both samplers.")
+        if all(torch.allclose(a[k], c[k]) for k in a):
+            raise CheckFailure(f"`{name}` gave the same model for seeds 3 and 4 on {where}: seed the generator "
+                               "with the `seed` argument.")
+        world = _RerouteWorld(106)   # Adam's first step moves every parameter that has a gradient by about lr
+        lr = 0.037
+        start_state = _state(world.model)
+        one = _state(_run_rerouting(fn, world, positions, 1, 3.0, 6, f"one step with lr={lr}", lr))
+        moved = max(float((one[k] - v).abs().max()) for k, v in start_state.items() if not k.startswith("readout"))
+        if abs(moved - lr) > 0.05 * lr:
+            raise CheckFailure(f"`{name}`: after one step with lr={lr} the largest parameter change is {moved:.4g}; "
+                               f"Adam's first step moves each parameter by about lr. Pass `lr` to torch.optim.Adam.")
+        world = _RerouteWorld(105)
+        same = _state(_run_rerouting(fn, world, positions, 0, 3.0, 0, "steps = 0"))
+        if any(not torch.equal(same[k], v) for k, v in _state(world.model).items()):
+            raise CheckFailure(f"`{name}` with steps = 0 should return an unchanged copy of the model.")
+    print(f"✓ {name}: the fine-tuned copy reroutes harmful representations and retains benign ones "
+          f"({'thorough' if thorough else 'quick'} checks)")
