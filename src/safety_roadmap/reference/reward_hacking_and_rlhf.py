@@ -172,20 +172,31 @@ def goodhart_experiment(seed: int = 0, n_seeds: int = 5, episodes: int = 1000, e
     return out
 
 
-def build_world(seed: int = 0, n_demos: int = 1000, sft_steps: int = 150, n_pairs: int = 400,
-                n_test: int = 2000) -> dict:
-    """SFT model, human preference pairs (noisy, flattery-loving raters), reward model and held-out pairs."""
+def sft_phase(seed: int = 0, n_demos: int = 1000, sft_steps: int = 150,
+              log_probs: Callable = response_log_probs) -> dict:
+    """Phase 1: demonstrations and the SFT model. Returns the chapter's `world` dict (RNGs included)."""
     rng = np.random.default_rng(seed)
     demos = toy.write_demonstrations(n_demos, rng)
-    sft, sft_losses = toy.train_sft(demos, sft_steps, seed)
-    gen = torch.Generator().manual_seed(seed)
+    sft, sft_losses = toy.train_sft(demos, sft_steps, seed, log_probs=log_probs)
+    return dict(seed=seed, demos=demos, sft=sft, sft_losses=sft_losses, rng=rng, gen=torch.Generator().manual_seed(seed))
+
+
+def reward_phase(world: dict, n_pairs: int = 400, n_test: int = 2000, bt_loss: Callable = bradley_terry_loss) -> dict:
+    """Phase 2: SFT reply pairs labelled by the noisy, flattery-loving raters, a reward model fit to
+    them, and held-out pairs for measuring agreement with gold. Adds them to `world` and returns it."""
+    sft, rng, gen = world["sft"], world["rng"], world["gen"]
     pairs_a, pairs_b = sft.sample(n_pairs, gen), sft.sample(n_pairs, gen)
     a_wins = toy.noisy_preferences(toy.rater_score(pairs_a), toy.rater_score(pairs_b), toy.RATER_NOISE, rng)
     chosen, rejected = toy.order_pairs(pairs_a, pairs_b, a_wins)
-    human_rm = toy.train_reward_model(chosen, rejected, bradley_terry_loss, seed=seed)
+    human_rm = toy.train_reward_model(chosen, rejected, bt_loss, seed=world["seed"])
     test_a, test_b = sft.sample(n_test, gen), sft.sample(n_test, gen)
-    return dict(seed=seed, demos=demos, sft=sft, sft_losses=sft_losses, rng=rng, gen=gen, pairs_a=pairs_a,
-                pairs_b=pairs_b, chosen=chosen, rejected=rejected, human_rm=human_rm, test_a=test_a, test_b=test_b)
+    world.update(chosen=chosen, rejected=rejected, human_rm=human_rm, test_a=test_a, test_b=test_b)
+    return world
+
+
+def build_world(seed: int = 0) -> dict:
+    """Phases 1 and 2 with the reference answers (what the notebook builds with the learner's)."""
+    return reward_phase(sft_phase(seed))
 
 
 def evaluate_policy(policy: torch.nn.Module, sft: torch.nn.Module, n: int, seed: int,
@@ -250,3 +261,44 @@ def human_feedback_pairs(world: dict, n_pairs: int, noise: float, seed: int,
     a, b = world["sft"].sample(n_pairs, gen), world["sft"].sample(n_pairs, gen)
     a_wins = toy.noisy_preferences(toy.rater_score(a, flattery_bonus), toy.rater_score(b, flattery_bonus), noise, rng)
     return toy.order_pairs(a, b, a_wins)
+
+
+def rlhf_sweep(world: dict, betas: Sequence[float], steps: int, step_fn: Callable = rlhf_step,
+               kl_fn: Callable = per_token_kl, progress: Callable | None = None) -> dict[float, dict]:
+    """RLHF against the human-feedback reward model for each beta: {beta: {"history", "eval"}}."""
+    out = {}
+    for beta in betas:
+        policy, history = run_rlhf(world["sft"], world["human_rm"], beta, steps, world["seed"], step_fn=step_fn,
+                                   kl_fn=kl_fn, progress=progress)
+        out[beta] = {"history": history, "policy": policy,
+                     "eval": evaluate_policy(policy, world["sft"], 1000, world["seed"], kl_fn)}
+    return out
+
+
+def dpo_sweep(world: dict, betas: Sequence[float], steps: int, train_fn: Callable = train_dpo,
+              kl_fn: Callable = per_token_kl) -> dict[float, dict]:
+    """DPO on the same human preference pairs for each beta: {beta: evaluation of the final policy}."""
+    return {beta: evaluate_policy(run_dpo(world["sft"], world["chosen"], world["rejected"], beta, steps,
+                                          world["seed"], train_fn=train_fn), world["sft"], 1000, world["seed"], kl_fn)
+            for beta in betas}
+
+
+def feedback_experiment(world: dict, constitution: Sequence[Principle], n_pairs: int, beta: float, steps: int,
+                        score_fn: Callable = constitution_score, step_fn: Callable = rlhf_step,
+                        kl_fn: Callable = per_token_kl, bt_loss: Callable = bradley_terry_loss,
+                        with_human: bool = True) -> dict[str, dict]:
+    """Human vs AI feedback on the *same* fresh pairs with the *same* label noise: only the labeller differs.
+    For each labeller: the reward model's agreement with gold on held-out pairs, and the RLHF policy's evaluation."""
+    seed = world["seed"]
+    labellers = {"AI feedback": lambda: ai_feedback_pairs(world, constitution, n_pairs, toy.RATER_NOISE, seed,
+                                                          score_fn)}
+    if with_human:
+        labellers["human feedback"] = lambda: human_feedback_pairs(world, n_pairs, toy.RATER_NOISE, seed)
+    out = {}
+    for name, make_pairs in labellers.items():
+        reward_model = toy.train_reward_model(*make_pairs(), bt_loss, seed=seed)
+        policy, history = run_rlhf(world["sft"], reward_model, beta, steps, seed, step_fn=step_fn, kl_fn=kl_fn)
+        out[name] = {"agreement": toy.gold_agreement(reward_model, world["test_a"], world["test_b"]),
+                     "reward_model": reward_model, "history": history,
+                     "eval": evaluate_policy(policy, world["sft"], 1000, seed, kl_fn)}
+    return out
