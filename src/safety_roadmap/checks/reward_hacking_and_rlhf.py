@@ -389,12 +389,12 @@ class _ToyReward(torch.nn.Module):
 
 def _step_cases(thorough: bool) -> list[dict]:
     rng = rng_for(thorough, 17)
-    base = [dict(batch=4, beta=0.1, opt="sgd", lr=0.5, steps=1, label="batch 4, beta 0.1, SGD"),
-            dict(batch=3, beta=0.0, opt="sgd", lr=0.5, steps=1, label="batch 3, beta 0 (no KL penalty), SGD")]
+    base = [dict(batch=4, beta=0.1, opt="sgd", lr=0.5, steps=1, label="batch 4, beta 0.1, SGD, one step"),
+            dict(batch=3, beta=0.0, opt="sgd", lr=0.5, steps=1, label="batch 3, beta 0 (no KL penalty), SGD, one step")]
     if thorough:
-        base += [dict(batch=2, beta=1.0, opt="sgd", lr=0.3, steps=1, label="batch 2, beta 1, SGD"),
+        base += [dict(batch=2, beta=1.0, opt="sgd", lr=0.3, steps=1, label="batch 2, beta 1, SGD, one step"),
                  dict(batch=5, beta=0.5, opt="adam", lr=0.05, steps=2, label="batch 5, beta 0.5, Adam, two steps"),
-                 dict(batch=8, beta=2.0, opt="sgd", lr=0.2, steps=1, label="batch 8, beta 2, SGD"),
+                 dict(batch=8, beta=2.0, opt="sgd", lr=0.2, steps=1, label="batch 8, beta 2, SGD, one step"),
                  dict(batch=6, beta=0.3, opt="sgd", lr=0.4, steps=3, label="batch 6, beta 0.3, SGD, three steps")]
     for i, c in enumerate(base):
         c.update(model_seed=int(rng.integers(1 << 30)), gen_seed=int(rng.integers(1 << 30)),
@@ -497,20 +497,28 @@ def check_rlhf_step(fn: Callable[..., Any], thorough: bool = False) -> None:
         Mistake("the baseline is missing: weight log pi(y) by an advantage, not by the raw reward.",
                 _step_variant(advantage=lambda r: r)),
     ]
-    cases = _step_cases(thorough)
+    _run_training_check(name, fn, ref.rlhf_step, _step_cases(thorough), _run_step, _step_problem, mistakes, thorough)
+
+
+def _run_training_check(name: str, fn: Callable[..., Any], reference: Callable[..., Any], cases: list[dict],
+                        run: Callable[..., dict], problem_of: Callable[[dict, dict, dict], str | None],
+                        mistakes: list[Mistake], thorough: bool) -> None:
+    """Run the learner's and the reference's training code on identical fresh models per case; on a
+    mismatch, name a known mistake only if it reproduces the learner's result and differs from the right one."""
+    __tracebackhide__ = True
     for i, case in enumerate(cases, 1):
-        where = f"case {i} of {len(cases)} ({case['label']}, {case['steps']} step(s))"
-        expected = _run_step(ref.rlhf_step, case, "reference", where)
-        got = _run_step(fn, case, name, where)
-        problem = _step_problem(got, expected, case)
+        where = f"case {i} of {len(cases)} ({case['label']})"
+        expected = run(reference, case, "reference", where)
+        got = run(fn, case, name, where)
+        problem = problem_of(got, expected, case)
         if problem:
             cause = ""
             for m in mistakes:
                 try:
-                    wrong = _run_step(m.fn, case, "mistake", where)
+                    wrong = run(m.fn, case, "mistake", where)
                 except Exception:
                     continue
-                if _step_problem(got, wrong, case) is None and _step_problem(expected, wrong, case) is not None:
+                if problem_of(got, wrong, case) is None and problem_of(expected, wrong, case) is not None:
                     cause = f"\n  Likely cause: {m.hint}"
                     break
             raise CheckFailure(f"`{name}` is wrong on {where}:\n  {problem}{cause}")
@@ -659,24 +667,8 @@ def check_train_dpo(fn: Callable[..., Any], thorough: bool = False) -> None:
         Mistake("a new Adam optimiser was made at every step (its moment estimates restart); make one before "
                 "the loop.", _dpo_variant(fresh_optimizer=True)),
     ]
-    cases = _dpo_train_cases(thorough)
-    for i, case in enumerate(cases, 1):
-        where = f"case {i} of {len(cases)} ({case['label']})"
-        expected = _run_dpo(ref.train_dpo, case, "reference", where)
-        got = _run_dpo(fn, case, name, where)
-        problem = _dpo_problem(got, expected, case)
-        if problem:
-            cause = ""
-            for m in mistakes:
-                try:
-                    wrong = _run_dpo(m.fn, case, "mistake", where)
-                except Exception:
-                    continue
-                if _dpo_problem(got, wrong, case) is None and _dpo_problem(expected, wrong, case) is not None:
-                    cause = f"\n  Likely cause: {m.hint}"
-                    break
-            raise CheckFailure(f"`{name}` is wrong on {where}:\n  {problem}{cause}")
-    print(f"✓ {name}: all {len(cases)} {'thorough' if thorough else 'quick'} checks passed")
+    _run_training_check(name, fn, ref.train_dpo, _dpo_train_cases(thorough), _run_dpo, _dpo_problem, mistakes,
+                        thorough)
 
 
 # --------------------------------------------------------------------------- constitutions
