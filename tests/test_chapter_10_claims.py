@@ -59,7 +59,7 @@ def _claims(seed: int) -> list[str]:
     rep = h["repetition"][-3:].mean() - h["repetition"][peak]
     flat = h["flattery"][-3:].mean() - h["flattery"][peak]
     tips = h["distinct tips"][-3:].mean() - h["distinct tips"][peak]
-    claim(rep <= -1.5 and abs(flat) <= 0.3 and tips < 0,
+    claim(rep <= -2.0 and abs(flat) <= 0.3 and tips < 0,
           f"after the peak repetition falls steeply, distinct tips fall, flattery barely moves: {rep:.2f}, "
           f"{tips:.2f}, {flat:.2f}")
     ev = {b: runs[b]["eval"] for b in BETAS}
@@ -67,6 +67,8 @@ def _claims(seed: int) -> list[str]:
     claim(all(a > b for a, b in zip(kls, kls[1:])), f"KL falls as beta grows: {kls}")
     claim(ev[0.1]["gold"] > ev[0.0]["gold"] and ev[0.3]["gold"] > ev[0.0]["gold"],
           f"beta 0.1 and 0.3 end with a higher gold score than beta 0: {[ev[b]['gold'] for b in BETAS]}")
+    claim(ev[1.0]["gold"] < ev[0.3]["gold"], f"too tight a leash (beta 1) leaves gold on the table: {ev[1.0]['gold']}, "
+                                             f"{ev[0.3]['gold']}")
     sft = ref.evaluate_policy(world["sft"], world["sft"], 1000, seed)
     compliments = {k: e["amazing"] + e["brilliant"] for k, e in [("sft", sft), ("0.3", ev[0.3])]}
     claim(compliments["0.3"] > compliments["sft"], f"at beta 0.3 the policy flatters more than SFT: {compliments}")
