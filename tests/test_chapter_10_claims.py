@@ -108,3 +108,22 @@ def _claims(seed: int) -> list[str]:
 def test_chapter_10_claims_hold(seed: int) -> None:
     failed = _claims(seed)
     assert not failed, "\n".join(failed)
+
+
+def test_the_claims_run_at_the_notebooks_sizes() -> None:
+    """The claims above re-run the notebook's settings through the reference module: if a knob in the notebook
+    changes, this says which constant to update here (and in the reference module's defaults)."""
+    import json
+    import re
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "solutions" / "10_reward_hacking_and_rlhf.ipynb").read_text("utf-8"))
+    text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    expected = {"N_AGENTS": "5", "EPISODES": "1000", "SFT_STEPS": "150", "N_HUMAN_PAIRS": "400", "RL_STEPS": "60",
+                "BETAS": "[0.1, 0.3, 1.0]", "DPO_STEPS": "60", "BETA_FEEDBACK": "0.3", "N_FEEDBACK_PAIRS": "400",
+                "SEED": "0"}
+    for name, value in expected.items():
+        m = re.search(rf"^{name} = ([^#\n]+?)\s*(#|$)", text, re.M)
+        assert m, f"the notebook no longer sets {name}: update tests/test_chapter_10_claims.py"
+        assert m.group(1) == value, f"the notebook has {name} = {m.group(1)}, the claims test runs {value}"
+    assert RL_STEPS == int(expected["RL_STEPS"]) and BETAS[1:] == json.loads(expected["BETAS"])

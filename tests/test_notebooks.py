@@ -1,10 +1,11 @@
-"""The chapters themselves: release in sync and leak-free, sources full marks, stubs zero.
+"""The chapters themselves: release in sync and leak-free, reference answers full marks, stubs zero.
 
-Grading executes whole notebooks through nbgrader (seconds to a minute each),
+Grading executes whole notebooks through nbgrader (seconds to a minute each; once per chapter),
 so these tests are marked `slow`; `make test` runs them in parallel.
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
 
@@ -61,30 +62,57 @@ def test_release_leaks_no_solution_hidden_test_or_output(chapter_id: str) -> Non
                     assert line not in released_text, f"notebooks/{chapter_id}.ipynb leaks solution line {line!r}"
 
 
-@pytest.mark.slow
+def _names(code: str) -> set[str]:
+    """Every identifier a code cell mentions (magics dropped so the cell parses)."""
+    tree = ast.parse(re.sub(r"^[ \t]*[%!].*$", "", code, flags=re.M))
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
+        n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+
+
 @pytest.mark.parametrize("chapter_id", CHAPTERS)
-def test_reference_solutions_score_full_marks(chapter_id: str) -> None:
-    result = grade_notebook(ROOT / "solutions" / f"{chapter_id}.ipynb", CURRICULUM, ROOT)
-    failures = [(e.id, e.status, e.message) for e in result.exercises if e.status != PASSED]
-    assert not failures
-    assert result.points == result.max_points == CURRICULUM.chapter(chapter_id).max_points
+def test_each_test_cell_checks_what_its_own_exercise_defines(chapter_id: str) -> None:
+    """A test cell passes the check the learner's own answer: the name it hands to `check_*` is one its
+    exercise's cells (its solution cells up to the test cell) define or use. A test cell wired to another
+    exercise's function would pass with a stub in place, and only this catches it without executing."""
+    nb = nbt.load(ROOT / "solutions" / f"{chapter_id}.ipynb")
+    for index, cell in enumerate(nb["cells"]):
+        meta = (cell.get("metadata") or {}).get("nbgrader") or {}
+        if cell["cell_type"] != "code" or not meta.get("grade") or meta.get("solution"):
+            continue
+        own = nbt.solution_cells_before(nb, meta["grade_id"])
+        assert own, f"{chapter_id}: test cell {meta['grade_id']!r} has no solution cell before it"
+        mentioned = set().union(*(_names(nbt.source(c)) for c in nb["cells"][own[0]:index] if c["cell_type"] == "code"))
+        checked = {a.id for n in ast.walk(ast.parse(nbt.source(cell))) if isinstance(n, ast.Call)
+                   and isinstance(n.func, ast.Name) and n.func.id.startswith("check_")
+                   for a in n.args if isinstance(a, ast.Name)}
+        assert checked, f"{chapter_id}: test cell {meta['grade_id']!r} calls no check_* on a name"
+        assert checked <= mentioned, (f"{chapter_id}: test cell {meta['grade_id']!r} checks {sorted(checked - mentioned)}, "
+                                      "which its own exercise's cells never define or use")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter_id", CHAPTERS)
-def test_learner_notebook_scores_zero_until_an_exercise_is_solved(chapter_id: str, tmp_path) -> None:
-    """One execution proves both halves: the learner's notebook with one exercise solved (copied in
-    from the source, as a learner would write it, and saved under a name the learner chose) scores
-    exactly that exercise's points, and every exercise still holding its stub reads "not attempted"
-    and scores 0. (Grading the untouched release separately would execute the chapter a third time.)"""
+def test_learner_notebook_with_the_reference_answers_grades_exactly(chapter_id: str, tmp_path) -> None:
+    """One execution per chapter proves both directions (the chapter is the slowest thing CI runs, so it runs
+    once). The learner's notebook gets the reference answer of every exercise but the last pasted in, as a
+    learner would write them, and is saved under a name the learner chose. Graded with the hidden tests:
+    every pasted answer scores its full points in the very notebook learners get, so the references pass
+    and the release is wired to its checks; the last exercise, still holding its stub, reads "not attempted"
+    and scores 0. (Each reference passing its thorough check on its own, and each stub reading "not
+    attempted", is also proven exercise by exercise in test_exercises.py and test_mutation.py; the last
+    exercise's reference there.)"""
     chapter = CURRICULUM.chapter(chapter_id)
-    target = chapter.exercises[len(chapter.exercises) // 2]
+    *solved, left = chapter.exercises
     learner = nbt.load(ROOT / "notebooks" / f"{chapter_id}.ipynb")
     source = nbt.load(ROOT / "solutions" / f"{chapter_id}.ipynb")
-    path = nbt.save(nbt.solve_exercise(learner, source, target.id), tmp_path / "renamed by the learner.ipynb")
+    for exercise in solved:
+        learner = nbt.solve_exercise(learner, source, exercise.id)
+    path = nbt.save(learner, tmp_path / "my attempt (renamed).ipynb")
     result = grade_notebook(path, CURRICULUM, ROOT)
-    scored = {e.id: e.points for e in result.exercises if e.points}
-    assert scored == {target.id: target.points}
-    stubs = {e.id: (e.status, e.message) for e in result.exercises if e.id != target.id}
-    assert {status for status, _ in stubs.values()} == {NOT_ATTEMPTED}, stubs
-    assert json.loads(json.dumps(result.to_json()))["points"] == target.points
+    by_id = {e.id: e for e in result.exercises}
+    wrong = {e.id: (by_id[e.id].status, by_id[e.id].points, by_id[e.id].message) for e in solved
+             if by_id[e.id].status != PASSED or by_id[e.id].points != e.points}
+    assert not wrong, f"reference answers that do not score in the learner's notebook: {wrong}"
+    assert (by_id[left.id].status, by_id[left.id].points) == (NOT_ATTEMPTED, 0), by_id[left.id]
+    assert result.max_points == chapter.max_points
+    assert json.loads(json.dumps(result.to_json()))["points"] == chapter.max_points - left.points

@@ -288,3 +288,31 @@ def test_in_a_real_browser(course: Path, capsys: pytest.CaptureFixture) -> None:
     assert len(colours) > 50, "the screenshot is nearly one colour: the page did not render"
     red = sum(n for n, c in colours if all(abs(a - b) <= 8 for a, b in zip(c, RED)))
     assert red > 0.5 * 160 * 90, f"the learner's figure is not drawn ({red} red pixels)"
+
+
+def test_capstone_write_up_on_the_real_course(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chapter 18 partly done (two of its five write-up cells answered, nothing graded): the page shows
+    those answers in full under their prompts, the phase 3 checkpoints, and no model answer."""
+    from .conftest import ROOT
+
+    release = json.loads((ROOT / "notebooks" / "18_capstone.ipynb").read_text(encoding="utf-8"))
+    mine = {"capstone_claim": "Claim: SAE recovery falls with density (Sharkey et al. 2022). Refuted if the "
+                              "paired effect is above -0.01.",
+            "capstone_method": "Method: 12 directions in 6 dimensions, 24 latents, 3 seeds, densities 0.02 to 0.4."}
+    for cell in release["cells"]:
+        gid = (cell["metadata"].get("nbgrader") or {}).get("grade_id")
+        if gid in mine:
+            cell["source"] = mine[gid]
+    ws = tmp_path / "ws"
+    write_nb(ws / "18_capstone.ipynb", release)
+    monkeypatch.setenv("SAFETY_ROADMAP_ROOT", str(ROOT))
+    monkeypatch.setenv(progress.DB_ENV, str(tmp_path / "progress.sqlite3"))
+    monkeypatch.setenv("SAFETY_ROADMAP_WORKSPACE", str(ws))
+    html_ = page(tmp_path, capsys)
+    text = " ".join(parse(html_).text)
+    for answer in mine.values():
+        assert answer in text
+    assert "How did you run the replication?" in text                 # the prompt above the method answer
+    assert "Has anyone in the field engaged with" in text              # phase 3's checkpoints close the page
+    assert "Model answer" not in html_ and "YOUR ANSWER HERE" not in html_

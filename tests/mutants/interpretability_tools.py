@@ -349,6 +349,130 @@ def find_ignores_period(model, threshold=0.5, period=10, n_seqs=32):
     return ref.find_induction_heads(model, threshold, 10, n_seqs)
 
 
+# --------------------------------------------------------------------------- ablation effects with an interval
+
+
+def _per_prompt(model, tokens, period, heads, start=None):
+    """(ablated, clean) per-token losses over positions >= start (default: period)."""
+    s = period if start is None else start
+    with torch.no_grad():
+        clean = ref.per_token_loss(model(tokens), tokens)[:, s:]
+        ablated = ref.per_token_loss(ref.ablate_heads(model, tokens, list(heads)), tokens)[:, s:]
+    return ablated, clean
+
+
+def _row(effect, unbiased=True):
+    m = effect.mean()
+    half = 1.96 * effect.std(unbiased=unbiased) / effect.numel() ** 0.5
+    return torch.stack([m, m - half, m + half])
+
+
+def effects_pooled_positions(model, tokens, period, head_sets):
+    return torch.stack([_row((a - c).flatten()) for a, c in (_per_prompt(model, tokens, period, hs) for hs in head_sets)])
+
+
+def effects_biased_std(model, tokens, period, head_sets):
+    return torch.stack([_row((a - c).mean(-1), unbiased=False)
+                        for a, c in (_per_prompt(model, tokens, period, hs) for hs in head_sets)])
+
+
+def effects_unpaired(model, tokens, period, head_sets):
+    rows = []
+    for hs in head_sets:
+        a, c = _per_prompt(model, tokens, period, hs)
+        m = (a - c).mean()
+        half = 1.96 * a.mean(-1).std() / a.shape[0] ** 0.5    # the spread of the ablated losses, not of the differences
+        rows.append(torch.stack([m, m - half, m + half]))
+    return torch.stack(rows)
+
+
+def effects_no_sqrt(model, tokens, period, head_sets):
+    rows = []
+    for hs in head_sets:
+        a, c = _per_prompt(model, tokens, period, hs)
+        e = (a - c).mean(-1)
+        rows.append(torch.stack([e.mean(), e.mean() - 1.96 * e.std(), e.mean() + 1.96 * e.std()]))
+    return torch.stack(rows)
+
+
+def effects_includes_period_minus_one(model, tokens, period, head_sets):
+    return torch.stack([_row((a - c).mean(-1)) for a, c in
+                        (_per_prompt(model, tokens, period, hs, start=period - 1) for hs in head_sets)])
+
+
+def effects_whole_sequence(model, tokens, period, head_sets):
+    return torch.stack([_row((a - c).mean(-1)) for a, c in
+                        (_per_prompt(model, tokens, period, hs, start=0) for hs in head_sets)])
+
+
+def effects_reversed_sign(model, tokens, period, head_sets):
+    return torch.stack([_row((c - a).mean(-1)) for a, c in (_per_prompt(model, tokens, period, hs) for hs in head_sets)])
+
+
+def effects_cumulative(model, tokens, period, head_sets):
+    ablated_so_far, rows = [], []
+    for hs in head_sets:
+        ablated_so_far.extend(hs)      # never reset: each set also removes the heads of the sets before it
+        a, c = _per_prompt(model, tokens, period, ablated_so_far)
+        rows.append(_row((a - c).mean(-1)))
+    return torch.stack(rows)
+
+
+def effects_sorts_in_place(model, tokens, period, head_sets):
+    for hs in head_sets:
+        hs.sort()                      # changes the caller's lists
+    return ref.ablation_effects(model, tokens, period, head_sets)
+
+
+def effects_leaves_hooks(model, tokens, period, head_sets):
+    out = ref.ablation_effects(model, tokens, period, head_sets)
+    model.add_hook("blocks.0.attn.hook_z", lambda z, hook: z * 0.5)   # left attached
+    return out
+
+
+def effects_loop_over_prompts(model, tokens, period, head_sets):
+    """Batched forward passes, then plain Python loops over prompts for the statistics."""
+    with torch.no_grad():
+        clean = ref.per_token_loss(model(tokens), tokens)
+        rows = []
+        for hs in head_sets:
+            ablated = ref.per_token_loss(ablate_with_context(model, tokens, hs), tokens)
+            effects = []
+            for b in range(tokens.shape[0]):
+                diffs = [float(ablated[b, t] - clean[b, t]) for t in range(period, clean.shape[1])]
+                effects.append(sum(diffs) / len(diffs))
+            n = len(effects)
+            mean = sum(effects) / n
+            se = (sum((e - mean) ** 2 for e in effects) / (n - 1)) ** 0.5 / n ** 0.5
+            rows.append([mean, mean - 1.96 * se, mean + 1.96 * se])
+    return torch.tensor(rows)
+
+
+def ablate_with_context(model, tokens, heads):
+    """Zero ablation with the `model.hooks` context manager instead of run_with_hooks."""
+    def zero(z, hook, hs):
+        z = z.clone()
+        z[:, :, hs] = 0.0
+        return z
+    by_layer = _group(heads)
+    with torch.no_grad(), model.hooks(fwd_hooks=[(f"blocks.{l}.attn.hook_z", partial(zero, hs=hs))
+                                                for l, hs in by_layer.items()]):
+        return model(tokens)
+
+
+def effects_numpy(model, tokens, period, head_sets):
+    import numpy as np
+    with torch.no_grad():
+        clean = ref.per_token_loss(model(tokens), tokens).numpy()
+        out = []
+        for hs in head_sets:
+            ablated = ref.per_token_loss(ablate_with_context(model, tokens, hs), tokens).numpy()
+            e = (ablated - clean)[:, period:].mean(axis=1).astype(np.float64)
+            half = 1.96 * e.std(ddof=1) / np.sqrt(len(e))
+            out.append([e.mean(), e.mean() - half, e.mean() + half])
+    return torch.tensor(np.array(out), dtype=torch.float32)
+
+
 MUTANTS = {
     "prev_token_head_score": [prev_includes_position_zero, prev_main_diagonal, prev_mean_over_heads],
     "induction_head_score": [ind_duplicate_offset, ind_includes_first, ind_all_positions],
@@ -361,6 +485,9 @@ MUTANTS = {
     "find_induction_heads": [find_with_prev_score, find_duplicate_offset, find_last_layer_only, find_top_one,
                              find_ignores_threshold, find_ignores_period, find_at_or_above],
     "period_shortcut_quiz": ["b", "c", "d"],
+    "ablation_effects": [effects_pooled_positions, effects_biased_std, effects_unpaired, effects_no_sqrt,
+                         effects_includes_period_minus_one, effects_whole_sequence, effects_reversed_sign,
+                         effects_cumulative, effects_sorts_in_place, effects_leaves_hooks],
 }
 
 ALTERNATIVES = {
@@ -371,4 +498,5 @@ ALTERNATIVES = {
     "ablate_heads_zero": [ablate_values, ablate_in_place_no_return, ablate_mask_multiply, ablate_default_argument],
     "find_induction_heads": [find_other_seed_by_index, find_as_tensor],
     "period_shortcut_quiz": ["A", " a ", "(a)"],
+    "ablation_effects": [effects_loop_over_prompts, effects_numpy],
 }

@@ -23,7 +23,7 @@ from ._torch import one_thread
 
 __all__ = ["check_prev_token_head_score", "check_induction_head_score", "check_decompose_residual",
            "check_logit_lens_stack", "check_ablate_heads_zero", "check_find_induction_heads",
-           "check_period_shortcut_quiz"]
+           "check_period_shortcut_quiz", "check_ablation_effects"]
 
 trust(torch)
 trust(F)
@@ -639,3 +639,151 @@ def check_period_shortcut_quiz(answer: Any, thorough: bool = False) -> None:
     """Why does the fixed-period model score high on the induction score yet fail at another period?"""
     __tracebackhide__ = True
     check_choice("period_shortcut_quiz", answer, _SHORTCUT_DIGEST, "abcd")
+
+
+# --------------------------------------------------------------------------- ablation effects with an interval
+
+def _effects_case(model_of: Callable[[], Any], d_vocab: int, n: int, period: int, repeats: int, seed: int,
+                  head_sets: list[list[tuple[int, int]]]) -> Callable[[], tuple]:
+    def build() -> tuple:
+        tokens = ref.repeated_tokens(n, period, d_vocab, seed=seed, n_repeats=repeats)
+        return model_of(), tokens, period, [list(s) for s in head_sets]
+    return build
+
+
+def _handmade_model(index: int) -> Callable[[], Any]:
+    _, n, layout = _LAYOUTS[index]
+    return lambda: ref.pooled(ref.handmade_induction_model, n_layers=n, layout=layout)
+
+
+def _effects_cases(thorough: bool) -> list[ModelCase]:
+    """Random-weight models (every number non-trivial) and hand-built induction models (real, large effects);
+    periods, batch sizes (2 is where n - 1 matters most), repeats and set sizes all vary."""
+    cases = [ModelCase(f"{spec_label('A')}, 6 prompts of period 5 shown twice, sets [(1, 0)] and [(0, 1), (1, 2)]",
+                       _effects_case(lambda: small("A"), 24, 6, 5, 2, 31, [[(1, 0)], [(0, 1), (1, 2)]])),
+             ModelCase("the hand-built model with induction head (1, 2), 5 prompts of period 6; sets: the induction "
+                       "head, the previous-token head (0, 1), the duplicate-token head (1, 0), and no heads",
+                       _effects_case(_handmade_model(0), ref._HANDMADE_V, 5, 6, 2, 32, [[(1, 2)], [(0, 1)], [(1, 0)], []]))]
+    if thorough:
+        cases += [ModelCase(f"{spec_label('B')}, 3 prompts of period 4 shown three times",
+                            _effects_case(lambda: small("B"), 24, 3, 4, 3, 33, [[(0, 0), (2, 1)], [(1, 0), (1, 1)]])),
+                  ModelCase(f"{spec_label('D')}, only 2 prompts, period 7",
+                            _effects_case(lambda: small("D"), 24, 2, 7, 2, 34, [[(0, 3)], [(1, 1), (1, 2)]])),
+                  ModelCase(f"{spec_label('C')}, 8 prompts of period 3 shown four times",
+                            _effects_case(lambda: small("C"), 24, 8, 3, 4, 35, [[(0, 0), (0, 1), (0, 2)], [(0, 1)]])),
+                  ModelCase("the hand-built 3-layer model, 4 prompts of period 8 "
+                            "(a set listed in both orders)",
+                            _effects_case(_handmade_model(1), ref._HANDMADE_V, 4, 8, 2, 36,
+                                          [[(2, 0), (1, 1)], [(1, 1)], [(1, 1), (2, 0)]])),
+                  ModelCase(f"{spec_label('A')}, 4 prompts of period 9 shown twice, one set",
+                            _effects_case(lambda: small("A"), 24, 4, 9, 2, 38, [[(0, 0), (0, 2), (1, 3)]]))]
+    return cases
+
+
+_COLUMNS = ("mean", "low", "high")
+
+
+def _effects_compare(got: Any, expected: Any, args: tuple) -> str | None:
+    """None, or which set and which column (mean, low, high) is wrong."""
+    _, _, _, head_sets = args
+    if not isinstance(got, torch.Tensor):
+        return f"expected a torch.Tensor of shape {tuple(expected.shape)} (one row [mean, low, high] per set), got {describe(got)}"
+    if tuple(got.shape) != tuple(expected.shape):
+        return (f"expected shape {tuple(expected.shape)} (one row [mean, low, high] per head set, "
+                f"{len(head_sets)} sets), got {tuple(got.shape)}")
+    g, e = got.detach().double().cpu(), expected.double()
+    bad = ~torch.isclose(g, e, rtol=1e-4, atol=1e-5)
+    if not bad.any():
+        return None
+    i, j = (int(v) for v in bad.nonzero()[0])
+    return (f"for head set {i} ({head_sets[i]}), the {_COLUMNS[j]} should be {e[i, j]:.6g}, got {g[i, j]:.6g} "
+            f"(that row: expected {[round(v, 5) for v in e[i].tolist()]}, got {[round(v, 5) for v in g[i].tolist()]})")
+
+
+def _effects_state(args: tuple) -> tuple:
+    model, tokens, _, head_sets = args
+    return _clean_logits((model, tokens, None)), tokens.clone(), [list(s) for s in head_sets]
+
+
+def _effects_after(args: tuple, got: Any, state: tuple) -> str | None:
+    model, tokens, _, head_sets = args
+    clean, tokens_before, sets_before = state
+    if not torch.equal(tokens, tokens_before):
+        return "your function changed the `tokens` it was given; compute on them without writing to them."
+    if [list(s) for s in head_sets] != sets_before:
+        return "your function changed the `head_sets` list it was given; read it without modifying it."
+    return _no_leftover_hooks((model, tokens, None), got, clean)
+
+
+def _effect_parts(model: Any, tokens: torch.Tensor, period: int, heads: list, start: int | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token losses [batch, positions] over the scored positions, ablated and clean (for the mistakes)."""
+    s = period if start is None else start
+    clean = ref.per_token_loss(model(tokens), tokens)[:, s:]
+    ablated = ref.per_token_loss(ref.ablate_heads(model, tokens, list(heads)), tokens)[:, s:]
+    return ablated, clean
+
+
+def _rows(values: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    return torch.stack([torch.stack([m, m - h, m + h]) for m, h in values])
+
+
+def _effects_mistakes() -> list[Mistake]:
+    def interval(effect: torch.Tensor, unbiased: bool = True, z: float = 1.96) -> tuple[torch.Tensor, torch.Tensor]:
+        return effect.mean(), z * effect.std(unbiased=unbiased) / effect.numel() ** 0.5
+
+    def with_parts(per_set: Callable[[torch.Tensor, torch.Tensor], tuple], start_shift: int = 0):
+        def wrong(model: Any, tokens: torch.Tensor, period: int, head_sets: list) -> torch.Tensor:
+            start = max(period + start_shift, 0)
+            return _rows([per_set(*_effect_parts(model, tokens, period, hs, start)) for hs in head_sets])
+        return wrong
+
+    pooled_positions = with_parts(lambda a, c: interval((a - c).flatten()))
+    biased = with_parts(lambda a, c: interval((a - c).mean(-1), unbiased=False))
+    unpaired = with_parts(lambda a, c: (((a - c).mean(-1)).mean(), interval(a.mean(-1))[1]))
+    z_two = with_parts(lambda a, c: interval((a - c).mean(-1), z=2.0))
+    no_sqrt = with_parts(lambda a, c: ((a - c).mean(), 1.96 * (a - c).mean(-1).std()))
+    ablated_only = with_parts(lambda a, c: interval(a.mean(-1)))
+    reversed_sign = with_parts(lambda a, c: interval((c - a).mean(-1)))
+    one_early = with_parts(lambda a, c: interval((a - c).mean(-1)), start_shift=-1)
+    from_start = with_parts(lambda a, c: interval((a - c).mean(-1)), start_shift=-10**6)
+
+    def cumulative(model: Any, tokens: torch.Tensor, period: int, head_sets: list) -> torch.Tensor:
+        so_far: list = []
+        out = []
+        for hs in head_sets:
+            so_far = so_far + list(hs)
+            out.append(interval((lambda a, c: (a - c).mean(-1))(*_effect_parts(model, tokens, period, so_far))))
+        return _rows(out)
+
+    return [Mistake("the interval treats every (prompt, position) as an independent sample. Positions of one "
+                    "prompt share its tokens, so they are not independent: average each prompt's positions first, "
+                    "then take the mean and standard deviation over prompts (n = number of prompts).",
+                    pooled_positions),
+            Mistake("the standard deviation needs n - 1 in its denominator (`Tensor.std()` does this by default; "
+                    "`unbiased=False` or `np.std` does not).", biased),
+            Mistake("the interval was computed from the ablated losses, not from the per-prompt *differences* "
+                    "(ablated - clean). The comparison is paired: the same prompt with and without the heads.",
+                    unpaired),
+            Mistake("use 1.96 standard errors for a 95 % interval, as the prompt says, not 2.", z_two),
+            Mistake("the half-width is 1.96 * std / sqrt(n): the standard error of a mean divides the standard "
+                    "deviation by the square root of the number of prompts.", no_sqrt),
+            Mistake("you reported the ablated loss itself; the effect is the ablated loss *minus* the clean loss "
+                    "of the same prompt.", ablated_only),
+            Mistake("the sign is reversed: the effect is ablated minus clean (positive when ablating hurts).",
+                    reversed_sign),
+            Mistake("you included position period - 1, whose next token is the first of the repeat and cannot be "
+                    "predicted: score the positions t >= period of the per-token loss.", one_early),
+            Mistake("you scored every position, including the first copy, which nothing can predict: score the "
+                    "positions t >= period only.", from_start),
+            Mistake("each set's ablation included the heads of the sets before it: ablate every set on its own, "
+                    "starting from the unmodified model.", cumulative)]
+
+
+def check_ablation_effects(fn: Callable[..., Any], thorough: bool = False) -> None:
+    """ablation_effects(model, tokens, period, head_sets) -> [len(head_sets), 3]: per-prompt mean effect of
+    ablating each set on the loss over the repeats, and its 95 % interval."""
+    __tracebackhide__ = True
+    run_model_check("ablation_effects", fn, ref.ablation_effects, _effects_cases(thorough), thorough,
+                    _effects_compare, _effects_mistakes(), prepare=_effects_state, after=_effects_after,
+                    upstream=lambda f: upstream_note(f, "ablate_heads", check_ablate_heads_zero))

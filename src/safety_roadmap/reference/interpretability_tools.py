@@ -38,6 +38,16 @@ def periodic_batch(batch: int, seq_len: int, d_vocab: int, periods: torch.Tensor
     return tokens, mask
 
 
+def per_token_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of predicting token t+1 at position t. logits [batch, pos, vocab] -> [batch, pos - 1]"""
+    return -logits[:, :-1].log_softmax(-1).gather(-1, tokens[:, 1:, None])[..., 0]
+
+
+def masked_next_token_loss(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the positions where `mask` [batch, pos - 1] is True."""
+    return (per_token_loss(logits, tokens) * mask).sum() / mask.sum()
+
+
 # --------------------------------------------------------------------------- head scores
 
 
@@ -129,6 +139,76 @@ def find_induction_heads(model: Any, threshold: float = 0.5, period: int = 10, n
         scores = induction_score(cache["pattern", layer], period)
         found += [(layer, int(h)) for h in torch.nonzero(scores > threshold).flatten()]
     return found
+
+
+def ablation_effects(model: Any, tokens: torch.Tensor, period: int, head_sets: Sequence[Sequence[tuple[int, int]]]
+                     ) -> torch.Tensor:
+    """What zero-ablating each set of heads does to the loss on the repeats, per prompt, with a 95 % interval.
+
+    tokens: [batch >= 2, pos], sequences that repeat with `period`. For each set, every prompt's effect is
+    its mean per-token loss over positions t >= period (the predictable ones) with the set ablated, minus
+    the same without ablation (a paired difference). Prompts, not positions, are the independent units.
+    -> [len(head_sets), 3]: mean effect over prompts, and mean -/+ 1.96 * std (n - 1) / sqrt(n).
+    """
+    with torch.no_grad():
+        clean = per_token_loss(model(tokens), tokens)[:, period:].mean(dim=-1)          # [batch]
+        rows = []
+        for heads in head_sets:
+            ablated = per_token_loss(ablate_heads(model, tokens, list(heads)), tokens)[:, period:].mean(dim=-1)
+            effect = ablated - clean                                                      # [batch], paired
+            mean = effect.mean()
+            half = 1.96 * effect.std() / effect.numel() ** 0.5
+            rows.append(torch.stack([mean, mean - half, mean + half]))
+    return torch.stack(rows)
+
+
+# --------------------------------------------------------------------------- the chapter's experiment
+# The notebook's model, data and training loop as functions, so tests/test_chapter_12_claims.py can
+# re-run the chapter's experiments with other seeds (seed 0 is the run the notebook shows).
+
+VOCAB, SEQ_LEN, BATCH, MIN_PERIOD, MAX_PERIOD = 24, 32, 64, 4, 12
+TRAIN_STEPS, FIXED_STEPS, FIXED_PERIOD = 150, 60, 8
+
+
+def chapter_model(seed: int = 0) -> Any:
+    """The chapter's untrained model: attention-only, 2 layers x 4 heads, d_model 32, vocabulary 24."""
+    from transformer_lens import TransformerBridge, TransformerBridgeConfig
+
+    cfg = TransformerBridgeConfig(n_layers=2, n_heads=4, d_head=8, d_model=32, d_vocab=VOCAB, n_ctx=SEQ_LEN,
+                                  attn_only=True, normalization_type="LN", positional_embedding_type="standard",
+                                  init_mode="gpt2", seed=seed, device="cpu")
+    return TransformerBridge.boot_native(cfg)
+
+
+def train_induction_model(model: Any, steps: int, fixed_period: int | None = None, seed: int = 0,
+                          lr: float = 1e-2) -> tuple[Any, list[float]]:
+    """The notebook's `train`: AdamW on the masked next-token loss of `periodic_batch` data (a period drawn
+    per sequence from 4..12, or `fixed_period` for all). -> (model in eval mode, loss per step)"""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    model.train()
+    for _ in range(steps):
+        if fixed_period is None:
+            periods = torch.randint(MIN_PERIOD, MAX_PERIOD + 1, (BATCH,), generator=gen)
+        else:
+            periods = torch.full((BATCH,), fixed_period)
+        toks, mask = periodic_batch(BATCH, SEQ_LEN, VOCAB, periods, gen)
+        loss = masked_next_token_loss(model(toks), toks, mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return model.eval(), losses
+
+
+def chapter_models(seed: int = 0) -> dict[str, Any]:
+    """Both trained models of the chapter for one seed, trained as the notebook trains them for seed 0:
+    the varied-period model (init `seed`, data `seed`) and the fixed-period one (init `seed`, data `seed + 1`)."""
+    model, losses = train_induction_model(chapter_model(seed), TRAIN_STEPS, seed=seed)
+    fixed, fixed_losses = train_induction_model(chapter_model(seed), FIXED_STEPS, fixed_period=FIXED_PERIOD,
+                                                seed=seed + 1)
+    return {"model": model, "losses": losses, "fixed_model": fixed, "fixed_losses": fixed_losses}
 
 
 # --------------------------------------------------------------------------- models for checks
