@@ -20,17 +20,11 @@ from .conftest import ROOT
 CURRICULUM = load_curriculum(ROOT / "curriculum.yaml")
 PHASE_OF = {ch.id: i for i, phase in enumerate(CURRICULUM.phases, 1) for ch in phase.chapters}
 
-# Phase 2 chapters written before the research-load rule; issue #14 rebuilds them. Remove an entry
-# when its chapter is rebuilt: the test then holds it to the rule like every other chapter.
-AWAITING_REBUILD = {"10_reward_hacking_and_rlhf"}
-
 # Chapters of phase 2 and later without a tests/test_chapter_NN_claims.py, keyed by chapter number, each with
 # its reason. "No stochastic outcome" is the only lasting reason (a chapter whose prose states nothing a
-# training run or a sample could change); none in phase 2 qualifies. The others are being written in parallel
-# and bring their claims tests with them: the coordinator removes each entry when its chapter merges.
-CLAIMS_EXEMPT = {
-    "10": "written in parallel (issue #14 rebuild): its claims test lands with the chapter",
-}
+# training run or a sample could change); no chapter qualifies today. A chapter being written may sit here
+# until its claims test lands; the test fails once the file exists, so the entry cannot go stale.
+CLAIMS_EXEMPT: dict[str, str] = {}
 
 _EXERCISE = re.compile(r"#+\s*Exercise[^\n]*?difficulty\s*(\d)\s*/\s*5", re.I)
 _HINT = re.compile(r"<details>\s*<summary>[^<]*</summary>(.*?)</details>", re.S)
@@ -145,10 +139,6 @@ def test_research_chapters_put_half_their_points_on_research_work(chapter_id: st
     total = sum(ex.points for ex in exs)
     hard = sum(ex.points for ex in exs if ex.difficulty >= 3)
     share = hard / total if total else 0.0
-    if chapter_id in AWAITING_REBUILD:
-        if share >= 0.5:
-            pytest.fail(f"{chapter_id} now meets the rule ({share:.0%}): remove it from AWAITING_REBUILD")
-        pytest.skip(f"{chapter_id}: {share:.0%} at difficulty >= 3, awaiting its rebuild (issue #14)")
     assert share >= 0.5, (f"{chapter_id}: only {share:.0%} of its points are on exercises of difficulty >= 3; "
                           "the learner should carry the research steps (loops, selection, evaluation)")
 

@@ -98,16 +98,6 @@ def kl_global_max_shift(logits_p, logits_q):
     return (lp.exp() * (lp - lq)).sum(-1)
 
 
-def cai_exact_ties(responses_a, responses_b, constitution):
-    d = _totals(responses_a, constitution) - _totals(responses_b, constitution)
-    return np.where(d == 0, 0.5, (d > 0).astype(float))
-
-
-def cai_isclose_default(responses_a, responses_b, constitution):
-    ta, tb = _totals(responses_a, constitution), _totals(responses_b, constitution)
-    return np.where(np.isclose(ta, tb), 0.5, (ta > tb).astype(float))   # atol 1e-8: looser than 1e-9
-
-
 def logp_probabilities(logits, tokens):
     return logits.softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
@@ -166,55 +156,189 @@ def kl_kl_div_misread(logits_p, logits_q):
     return F.kl_div(logits_p.log_softmax(-1), logits_q.log_softmax(-1), log_target=True, reduction="none").sum(-1)
 
 
-def penalty_swapped(reward, logp_policy, logp_ref, beta):
-    return reward - beta * (logp_ref - logp_policy)
+# --------------------------------------------------------------------------- RLOO and the RLHF step
+
+def rloo_batch_mean(rewards):
+    return rewards - rewards.mean()  # the reply's own reward is in its baseline
 
 
-def penalty_batch_mean(reward, logp_policy, logp_ref, beta):
-    return reward - beta * (logp_policy - logp_ref).mean()  # one KL estimate for the whole batch
+def rloo_divide_by_b(rewards):
+    return rewards - (rewards.sum() - rewards) / len(rewards)
 
 
-def penalty_no_beta(reward, logp_policy, logp_ref, beta):
-    return reward - (logp_policy - logp_ref)
+def rloo_no_baseline(rewards):
+    return rewards.clone()
 
 
-def reinforce_no_baseline(logp, rewards, baseline):
-    return -(rewards.detach() * logp).mean()
+def _whole_logp(model, replies):
+    return model(replies).log_softmax(-1).gather(-1, replies.unsqueeze(-1)).squeeze(-1).sum(dim=1)
 
 
-def reinforce_sign(logp, rewards, baseline):
-    return ((rewards - baseline).detach() * logp).mean()
+def _step(policy, reference, reward_model, optimizer, beta, batch_size, generator, *, baseline="rloo",
+          detach=True, sign=1.0, reduce="mean", zero_grad=True, resample=False):
+    replies = policy.sample(batch_size, generator)
+    if resample:
+        replies = policy.sample(batch_size, generator)  # a second draw: not the replies the caller can reproduce
+    logp = _whole_logp(policy, replies)
+    with torch.no_grad():
+        logp_ref = _whole_logp(reference, replies)
+        reward = reward_model(replies)
+    shaped = reward - sign * beta * ((logp.detach() if detach else logp) - logp_ref)
+    if baseline == "rloo":
+        adv = shaped - (shaped.sum() - shaped) / (len(shaped) - 1)
+    elif baseline == "mean":
+        adv = shaped - shaped.mean()
+    else:
+        adv = shaped
+    if detach:
+        adv = adv.detach()
+    loss = -(adv * logp)
+    loss = loss.mean() if reduce == "mean" else loss.sum()
+    if zero_grad:
+        optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return replies
 
 
-def reinforce_not_detached(logp, rewards, baseline):
-    return -((rewards - baseline) * logp).mean()
+def step_batch_mean_baseline(policy, reference, reward_model, optimizer, beta, batch_size, generator):
+    return _step(policy, reference, reward_model, optimizer, beta, batch_size, generator, baseline="mean")
 
 
-def reinforce_sum(logp, rewards, baseline):
-    return -((rewards - baseline).detach() * logp).sum()
+def step_not_detached(policy, reference, reward_model, optimizer, beta, batch_size, generator):
+    return _step(policy, reference, reward_model, optimizer, beta, batch_size, generator, detach=False)
 
 
-def _totals(responses, constitution, weighted=True):
-    return np.array([sum((p.weight if weighted else 1.0) * p.score(r) for p in constitution) for r in responses])
+def step_kl_sign(policy, reference, reward_model, optimizer, beta, batch_size, generator):
+    return _step(policy, reference, reward_model, optimizer, beta, batch_size, generator, sign=-1.0)
 
 
-def cai_reversed(responses_a, responses_b, constitution):
-    d = _totals(responses_a, constitution) - _totals(responses_b, constitution)
-    return np.where(np.abs(d) < 1e-9, 0.5, (d < 0).astype(float))
+def step_sum(policy, reference, reward_model, optimizer, beta, batch_size, generator):
+    return _step(policy, reference, reward_model, optimizer, beta, batch_size, generator, reduce="sum")
 
 
-def cai_unweighted(responses_a, responses_b, constitution):
-    d = _totals(responses_a, constitution, False) - _totals(responses_b, constitution, False)
-    return np.where(np.abs(d) < 1e-9, 0.5, (d > 0).astype(float))
+def step_no_zero_grad(policy, reference, reward_model, optimizer, beta, batch_size, generator):
+    return _step(policy, reference, reward_model, optimizer, beta, batch_size, generator, zero_grad=False)
 
 
-def cai_ties_to_b(responses_a, responses_b, constitution):
-    d = _totals(responses_a, constitution) - _totals(responses_b, constitution)
-    return (d > 0).astype(float)
+def step_resamples(policy, reference, reward_model, optimizer, beta, batch_size, generator):
+    return _step(policy, reference, reward_model, optimizer, beta, batch_size, generator, resample=True)
 
 
-def cai_first_principle(responses_a, responses_b, constitution):
-    return cai_unweighted(responses_a, responses_b, list(constitution)[:1])
+def step_no_baseline(policy, reference, reward_model, optimizer, beta, batch_size, generator):
+    return _step(policy, reference, reward_model, optimizer, beta, batch_size, generator, baseline="none")
+
+
+# --------------------------------------------------------------------------- DPO
+
+def _margin(lc, lr, rc, rr):
+    return (lc - rc) - (lr - rr)
+
+
+def dpo_no_reference(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta):
+    return -F.logsigmoid(beta * (logp_chosen - logp_rejected)).mean()
+
+
+def dpo_beta_outside(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta):
+    return -beta * F.logsigmoid(_margin(logp_chosen, logp_rejected, ref_chosen, ref_rejected)).mean()
+
+
+def dpo_ratio_flipped(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta):
+    return -F.logsigmoid(-beta * _margin(logp_chosen, logp_rejected, ref_chosen, ref_rejected)).mean()
+
+
+def dpo_naive_log(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta):
+    return -torch.log(torch.sigmoid(beta * _margin(logp_chosen, logp_rejected, ref_chosen, ref_rejected))).mean()
+
+
+def _train(policy, reference, chosen, rejected, beta, steps, lr, *, per_token=False, ref_from_policy=False,
+           fresh_optimizer=False, loss_after=False):
+    def logps(model, tokens):
+        lp = model(tokens).log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        return lp.mean(dim=1) if per_token else lp.sum(dim=1)
+
+    with torch.no_grad():
+        source = policy if ref_from_policy else reference
+        ref_c, ref_r = logps(source, chosen), logps(source, rejected)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        if fresh_optimizer:
+            optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
+        margin = (logps(policy, chosen) - ref_c) - (logps(policy, rejected) - ref_r)
+        loss = -F.logsigmoid(beta * margin).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if loss_after:
+            with torch.no_grad():
+                margin = (logps(policy, chosen) - ref_c) - (logps(policy, rejected) - ref_r)
+                loss = -F.logsigmoid(beta * margin).mean()
+        losses.append(loss.item())
+    return losses
+
+
+def train_dpo_per_token(policy, reference, chosen, rejected, beta, steps, lr):
+    return _train(policy, reference, chosen, rejected, beta, steps, lr, per_token=True)
+
+
+def train_dpo_ref_is_policy(policy, reference, chosen, rejected, beta, steps, lr):
+    return _train(policy, reference, chosen, rejected, beta, steps, lr, ref_from_policy=True)
+
+
+def train_dpo_fresh_optimizer(policy, reference, chosen, rejected, beta, steps, lr):
+    return _train(policy, reference, chosen, rejected, beta, steps, lr, fresh_optimizer=True)
+
+
+def train_dpo_loss_after_step(policy, reference, chosen, rejected, beta, steps, lr):
+    return _train(policy, reference, chosen, rejected, beta, steps, lr, loss_after=True)
+
+
+def train_dpo_swapped_pairs(policy, reference, chosen, rejected, beta, steps, lr):
+    return _train(policy, reference, rejected, chosen, beta, steps, lr)
+
+
+# --------------------------------------------------------------------------- constitutions
+
+def score_unweighted(responses, constitution):
+    return np.array([sum(p.score(r) for p in constitution) for r in responses], dtype=float)
+
+
+def score_first_principle(responses, constitution):
+    return np.array([sum(p.weight * p.score(r) for p in constitution[:1]) for r in responses], dtype=float)
+
+
+def score_mean(responses, constitution):
+    return np.array([np.mean([p.weight * p.score(r) for p in constitution]) if constitution else 0.0
+                     for r in responses], dtype=float)
+
+
+def _principle(text, weight, score):
+    from safety_roadmap.toys.reward_hacking_and_rlhf import Principle
+    return Principle(text, weight, score)
+
+
+def _toy():
+    from safety_roadmap.toys import reward_hacking_and_rlhf as toy
+    return toy
+
+
+def _loophole():
+    from safety_roadmap.reference.reward_hacking_and_rlhf import LOOPHOLE_CONSTITUTION
+    return LOOPHOLE_CONSTITUTION
+
+
+def _no_repeat_rule():
+    toy = _toy()
+    return [_principle("Mention as many tips as you can.", 1.0, toy.tip_mentions),
+            _principle("Do not flatter the user.", 0.5, lambda r: -toy.compliments(r))]
+
+
+def _flattery_welcome():
+    toy = _toy()
+    return [_principle("Give many different tips.", 1.0, toy.tips_given),
+            _principle("Do not repeat a tip.", 1.0, lambda r: -toy.repeats(r)),
+            _principle("Be warm to the user.", 0.5, toy.compliments)]
 
 
 MUTANTS = {
@@ -224,10 +348,14 @@ MUTANTS = {
     "response_log_probs": [logp_probabilities, logp_raw_logits, logp_naive_log, logp_shifted, logp_global_max_shift],
     "bradley_terry_loss": [bt_sign_flipped, bt_no_log, bt_naive_log_sigmoid, bt_sum, bt_detached],
     "per_token_kl": [kl_swapped, kl_no_normalisation, kl_naive_logs, kl_kl_div_misread, kl_global_max_shift],
-    "kl_penalised_reward": [penalty_swapped, penalty_batch_mean, penalty_no_beta],
-    "reinforce_with_baseline": [reinforce_no_baseline, reinforce_sign, reinforce_not_detached, reinforce_sum],
-    "constitutional_ai_labels": [cai_reversed, cai_unweighted, cai_ties_to_b, cai_first_principle, cai_exact_ties,
-                                 cai_isclose_default],
+    "rloo_advantages": [rloo_batch_mean, rloo_divide_by_b, rloo_no_baseline],
+    "rlhf_step": [step_batch_mean_baseline, step_not_detached, step_kl_sign, step_sum, step_no_zero_grad,
+                  step_resamples, step_no_baseline],
+    "dpo_loss": [dpo_no_reference, dpo_beta_outside, dpo_ratio_flipped, dpo_naive_log],
+    "train_dpo": [train_dpo_per_token, train_dpo_ref_is_policy, train_dpo_fresh_optimizer, train_dpo_loss_after_step,
+                  train_dpo_swapped_pairs],
+    "constitution_score": [score_unweighted, score_first_principle, score_mean],
+    "my_constitution": [_loophole(), _no_repeat_rule(), _flattery_welcome()],
     "deceptive_alignment_quiz": ["b", "c", "d"],
     "alignment_faking_quiz": ["a", "b", "c"],
     "scalable_oversight_quiz": ["a", "b", "d"],
@@ -295,22 +423,76 @@ def kl_entropy_form(logits_p, logits_q):
     return cross_entropy - entropy
 
 
-def penalty_rearranged(reward, logp_policy, logp_ref, beta):
-    log_ratio = logp_policy - logp_ref
-    return reward - log_ratio * beta
+def rloo_loop(rewards):
+    out = torch.empty_like(rewards)
+    for i in range(len(rewards)):
+        others = torch.cat([rewards[:i], rewards[i + 1:]])
+        out[i] = rewards[i] - others.mean()
+    return out
 
 
-def reinforce_advantage_first(logp, rewards, baseline):
+def rloo_scaled_mean(rewards):
+    b = len(rewards)
+    return b / (b - 1) * (rewards - rewards.mean())  # algebraically the same as leave-one-out
+
+
+def step_no_grad_block(policy, reference, reward_model, optimizer, beta, batch_size, generator):
+    replies = policy.sample(batch_size, generator)
+    logits = policy(replies)
+    logp = logits.log_softmax(-1).gather(-1, replies[..., None])[..., 0].sum(-1)
+    ref_logp = reference(replies).log_softmax(-1).gather(-1, replies[..., None])[..., 0].sum(-1).detach()
+    shaped = reward_model(replies).detach() - beta * (logp.detach() - ref_logp)
+    advantage = len(shaped) / (len(shaped) - 1) * (shaped - shaped.mean())
+    optimizer.zero_grad()
+    (-(advantage * logp).sum() / batch_size).backward()
+    optimizer.step()
+    return replies
+
+
+def dpo_softplus(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta):
+    chosen_reward = beta * (logp_chosen - ref_chosen)
+    rejected_reward = beta * (logp_rejected - ref_rejected)
+    return F.softplus(rejected_reward - chosen_reward).mean()
+
+
+def train_dpo_cross_entropy(policy, reference, chosen, rejected, beta, steps, lr):
+    pairs = torch.cat([chosen, rejected])
+    n = len(chosen)
     with torch.no_grad():
-        advantage = rewards - baseline
-    return (-advantage * logp).sum() / len(logp)
+        ref_lp = F.cross_entropy(reference(pairs).transpose(1, 2), pairs, reduction="none").sum(1).neg()
+    opt = torch.optim.Adam(policy.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        lp = -F.cross_entropy(policy(pairs).transpose(1, 2), pairs, reduction="none").sum(1)
+        ratio = lp - ref_lp
+        loss = F.softplus(-beta * (ratio[:n] - ratio[n:])).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    return losses
 
 
-def cai_vectorised(responses_a, responses_b, constitution):
-    totals_a = np.array([sum(p.weight * p.score(r) for p in constitution) for r in responses_a], dtype=float)
-    totals_b = np.array([sum(p.weight * p.score(r) for p in constitution) for r in responses_b], dtype=float)
-    diff = totals_a - totals_b
-    return np.where(np.isclose(diff, 0.0, atol=1e-9, rtol=0.0), 0.5, np.sign(diff) / 2 + 0.5)
+def score_loop(responses, constitution):
+    totals = np.zeros(len(responses))
+    for p in constitution:
+        for i, r in enumerate(responses):
+            totals[i] += p.weight * p.score(r)
+    return totals
+
+
+def _heavier_weights():
+    toy = _toy()
+    return [_principle("Give the user many different tips.", 2.0, toy.tips_given),
+            _principle("Never repeat a tip.", 2.0, lambda r: -toy.repeats(r)),
+            _principle("No compliments: they read as flattery.", 0.6, lambda r: -toy.compliments(r))]
+
+
+def _gold_like():
+    toy = _toy()
+    return [_principle("Each different tip helps the user.", 1.0, toy.tips_given),
+            _principle("Saying a tip twice wastes the user's time.", 1.0, lambda r: -toy.repeats(r)),
+            _principle("Flattery is slightly annoying.", 0.3, lambda r: -toy.compliments(r))]
 
 
 ALTERNATIVES = {
@@ -319,9 +501,12 @@ ALTERNATIVES = {
     "response_log_probs": [logp_cross_entropy, logp_one_hot, logp_row_max_by_hand],
     "bradley_terry_loss": [bt_softplus, bt_two_class_cross_entropy],
     "per_token_kl": [kl_torch_kl_div, kl_entropy_form],
-    "kl_penalised_reward": [penalty_rearranged],
-    "reinforce_with_baseline": [reinforce_advantage_first],
-    "constitutional_ai_labels": [cai_vectorised],
+    "rloo_advantages": [rloo_loop, rloo_scaled_mean],
+    "rlhf_step": [step_no_grad_block],
+    "dpo_loss": [dpo_softplus],
+    "train_dpo": [train_dpo_cross_entropy],
+    "constitution_score": [score_loop],
+    "my_constitution": [_heavier_weights(), _gold_like()],
     "deceptive_alignment_quiz": ["A", " a ", "(a)"],
     "alignment_faking_quiz": ["D", "d"],
     "scalable_oversight_quiz": ["C", "c"],

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..reference import reward_hacking_and_rlhf as ref
-from ._core import (Case, CheckFailure, Mistake, NotAttempted, check_choice, compare, describe, guard, read_only,
+from ._core import (Case, CheckFailure, Mistake, NotAttempted, call, check_choice, compare, describe, guard, read_only,
                     rng_for, run_check, trust)
 from ._torch import torch_check as _torch_check
 
@@ -17,9 +17,10 @@ trust(torch)
 trust(torch.nn.functional)
 
 __all__ = ["check_q_learning_update", "check_greedy_returns", "check_response_log_probs",
-           "check_bradley_terry_loss", "check_per_token_kl", "check_kl_penalised_reward",
-           "check_reinforce_with_baseline", "check_constitutional_ai_labels", "check_deceptive_alignment_quiz",
-           "check_alignment_faking_quiz", "check_scalable_oversight_quiz", "check_weak_to_strong_pgr"]
+           "check_bradley_terry_loss", "check_per_token_kl", "check_rloo_advantages", "check_rlhf_step",
+           "check_dpo_loss", "check_train_dpo", "check_constitution_score", "check_my_constitution",
+           "check_deceptive_alignment_quiz", "check_alignment_faking_quiz", "check_scalable_oversight_quiz",
+           "check_weak_to_strong_pgr"]
 
 
 def _t(x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -342,87 +343,335 @@ def check_per_token_kl(fn: Callable[..., Any], thorough: bool = False) -> None:
               ])
 
 
-def _kl_reward_cases(thorough: bool) -> list[Case]:
+# --------------------------------------------------------------------------- RLOO
+
+def _rloo_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 16)
-
-    def batch(b: int, beta: float) -> tuple:
-        return (_t(rng.normal(size=b)), _t(-np.abs(rng.normal(size=b)) * 5), _t(-np.abs(rng.normal(size=b)) * 5),
-                beta)
-
-    cases = [Case((_t([1.0, 2.0]), _t([-1.0, -3.0]), _t([-2.0, -2.0]), 0.5), "two responses, beta 0.5"),
-             Case(batch(8, 0.1), "8 responses, beta 0.1")]
+    cases = [Case((_t([1.0, 2.0, 6.0]),), "three rewards: 1 - mean(2, 6) = -3"),
+             Case((_t(rng.normal(size=8)),), "8 random rewards")]
     if thorough:
-        cases += [Case(batch(5, 0.0), "beta = 0 (no penalty)"),
-                  Case(batch(16, 2.0), "beta = 2"),
-                  Case(batch(1, 0.3), "a single response"),
-                  Case((_t(rng.normal(size=6), torch.float64), _t(-rng.random(6) * 4, torch.float64),
-                        _t(-rng.random(6) * 4, torch.float64), 0.05), "float64 inputs")]
+        cases += [Case((_t([3.0, -1.0]),), "two rewards (each baseline is the other reward)"),
+                  Case((_t(np.full(5, 4.0)),), "equal rewards: every advantage is 0"),
+                  Case((_t(rng.normal(size=64) * 10 + 100),), "64 large rewards around 100"),
+                  Case((_t(rng.normal(size=7), torch.float64),), "float64 rewards"),
+                  Case((_t(rng.normal(size=3)),), "three random rewards")]
     return cases
 
 
 @_torch_check
-def check_kl_penalised_reward(fn: Callable[..., Any], thorough: bool = False) -> None:
-    """kl_penalised_reward(reward, logp_policy, logp_ref, beta) -> [B]."""
+def check_rloo_advantages(fn: Callable[..., Any], thorough: bool = False) -> None:
+    """rloo_advantages(rewards [B]) -> [B]: each reward minus the mean of the other B - 1."""
     __tracebackhide__ = True
-    run_check("kl_penalised_reward", fn, ref.kl_penalised_reward, _kl_reward_cases(thorough), rtol=1e-5, atol=1e-6,
+    run_check("rloo_advantages", fn, ref.rloo_advantages, _rloo_cases(thorough), rtol=1e-5, atol=1e-5,
               thorough=thorough, mistakes=[
-                  Mistake("the penalty has the wrong sign, or the log-ratio is upside down: the sample estimate of "
-                          "KL(policy || reference) is log pi(y) - log pi_ref(y), policy first, and drifting from "
-                          "the reference should *cost* reward, so subtract beta times it.",
-                          lambda r, lp, lr, b: r - b * (lr - lp)),
-                  Mistake("you subtracted one batch-average penalty from every response; the penalty is per "
-                          "response: beta * (logp_policy[i] - logp_ref[i]).",
-                          lambda r, lp, lr, b: r - b * (lp - lr).mean()),
-                  Mistake("beta is missing: scale the penalty by beta.", lambda r, lp, lr, b: r - (lp - lr)),
+                  Mistake("the baseline includes the reply's own reward (the plain batch mean); leave it out: "
+                          "the mean of the *other* B - 1 rewards.", lambda r: r - r.mean()),
+                  Mistake("you divided the others' sum by B; there are only B - 1 others.",
+                          lambda r: r - (r.sum() - r) / len(r)),
+                  Mistake("the baseline is added, not subtracted.", lambda r: r + (r.sum() - r) / (len(r) - 1)),
+                  Mistake("you returned the baselines themselves; the advantage is reward - baseline.",
+                          lambda r: (r.sum() - r) / (len(r) - 1)),
               ])
 
 
-def _reinforce_cases(thorough: bool) -> list[Case]:
+# --------------------------------------------------------------------------- one RLHF step
+
+class _ToyReward(torch.nn.Module):
+    """A reward model for the checks: a fixed value per word, summed (no parameters to train)."""
+
+    def __init__(self, values: np.ndarray):
+        super().__init__()
+        self.register_buffer("values", torch.tensor(values, dtype=torch.float32))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.values[tokens].sum(dim=1)
+
+
+def _step_cases(thorough: bool) -> list[dict]:
     rng = rng_for(thorough, 17)
-
-    def batch(b: int) -> tuple:
-        return _t(-np.abs(rng.normal(size=b)) * 4), _t(rng.normal(size=b) * 2)
-
-    lp, r = batch(6)
-    cases = [Case((_t([-1.0, -2.0, -0.5]), _t([1.0, 0.0, 2.0]), 1.0), "three responses, baseline 1.0"),
-             Case((lp, r, float(r.mean())), "6 responses, baseline = their mean reward"),
-             Case((lp, r, r.mean()), "the baseline as a 0-d tensor (the prompt allows it)"),
-             Case((lp, r, _t(rng.normal(size=6))), "a per-response baseline tensor [B] (the prompt allows it)")]
+    base = [dict(batch=4, beta=0.1, opt="sgd", lr=0.5, steps=1, label="batch 4, beta 0.1, SGD, one step"),
+            dict(batch=3, beta=0.0, opt="sgd", lr=0.5, steps=1, label="batch 3, beta 0 (no KL penalty), SGD, one step")]
     if thorough:
-        lp, r = batch(10)
-        cases += [Case((lp, r, 0.0), "baseline 0 (plain REINFORCE)"),
-                  Case((lp, r, r.mean()), "the baseline as a 0-d tensor (the batch mean)"),
-                  Case((lp, r, _t(rng.normal(size=10))), "a per-response baseline tensor [B]"),
-                  Case((*batch(1), -2.0), "a single response"),
-                  Case((_t(-rng.random(32) * 8, torch.float64), _t(rng.normal(size=32) * 5 + 20, torch.float64), 20.0),
-                       "float64, rewards around 20")]
+        base += [dict(batch=2, beta=1.0, opt="sgd", lr=0.3, steps=1, label="batch 2, beta 1, SGD, one step"),
+                 dict(batch=5, beta=0.5, opt="adam", lr=0.05, steps=2, label="batch 5, beta 0.5, Adam, two steps"),
+                 dict(batch=8, beta=2.0, opt="sgd", lr=0.2, steps=1, label="batch 8, beta 2, SGD, one step"),
+                 dict(batch=6, beta=0.3, opt="sgd", lr=0.4, steps=3, label="batch 6, beta 0.3, SGD, three steps")]
+    for i, c in enumerate(base):
+        c.update(model_seed=int(rng.integers(1 << 30)), gen_seed=int(rng.integers(1 << 30)),
+                 values=rng.normal(size=ref.toy.V) * (1 + i))
+    return base
+
+
+def _step_world(case: dict) -> tuple:
+    torch.manual_seed(case["model_seed"])
+    policy, reference = ref.toy.TinyLM(d=8), ref.toy.TinyLM(d=8).requires_grad_(False)
+    params = list(policy.parameters())
+    optimizer = (torch.optim.SGD(params, lr=case["lr"]) if case["opt"] == "sgd"
+                 else torch.optim.Adam(params, lr=case["lr"]))
+    for p in params:  # stale gradients from an earlier step: the step must clear them
+        p.grad = torch.ones_like(p)
+    return policy, reference, _ToyReward(case["values"]), optimizer, torch.Generator().manual_seed(case["gen_seed"])
+
+
+def _run_step(fn: Callable[..., Any], case: dict, name: str, where: str) -> dict:
+    policy, reference, reward, optimizer, gen = _step_world(case)
+    ref_before = [p.clone() for p in reference.parameters()]
+    replies = []
+    for _ in range(case["steps"]):
+        replies.append(call(fn, name, (policy, reference, reward, optimizer, case["beta"], case["batch"], gen), None,
+                            where))
+    return dict(replies=replies, params=[p.detach().clone() for p in policy.parameters()],
+                next_draw=torch.rand(1, generator=gen).item(),
+                reference_moved=any(not torch.equal(a, b) for a, b in zip(ref_before, reference.parameters())))
+
+
+def _step_problem(got: dict, exp: dict, case: dict) -> str | None:
+    for r in got["replies"]:
+        if not isinstance(r, torch.Tensor):
+            return f"return the sampled replies (a tensor [batch_size, LENGTH]), got {describe(r)}"
+    if got["reference_moved"]:
+        return "the reference model's weights changed: only the policy is trained; the reference stays frozen."
+    for g, e in zip(got["replies"], exp["replies"]):
+        if tuple(g.shape) != tuple(e.shape) or not torch.equal(g.long(), e.long()):
+            return ("the replies differ from policy.sample(batch_size, generator): sample exactly once per step, "
+                    "with the generator you were given, before computing anything else.")
+    if abs(got["next_draw"] - exp["next_draw"]) > 0:
+        return "the generator was advanced differently: draw from it only through one policy.sample call per step."
+    for i, (g, e) in enumerate(zip(got["params"], exp["params"])):
+        problem = compare(g, e, rtol=1e-3, atol=3e-4, what=f"policy parameter {i} after the step")
+        if problem:
+            return problem
+    return None
+
+
+def _step_variant(advantage: Callable | None = None, detach: bool = True, sign: float = 1.0,
+                  reduce: str = "mean", zero_grad: bool = True, ref_penalty: bool = True) -> Callable[..., Any]:
+    """The reference step with one thing changed (the likely mistakes)."""
+
+    def step(policy, reference, reward_model, optimizer, beta, batch_size, generator):
+        replies = policy.sample(batch_size, generator)
+        logp = ref.response_log_probs(policy(replies), replies).sum(dim=1)
+        with torch.no_grad():
+            logp_ref = ref.response_log_probs(reference(replies), replies).sum(dim=1)
+            reward = reward_model(replies)
+        ratio = (logp if not detach else logp.detach()) - (logp_ref if ref_penalty else 0.0)
+        shaped = reward - sign * beta * ratio
+        adv = (advantage or ref.rloo_advantages)(shaped)
+        if detach:
+            adv = adv.detach()
+        loss = -(adv * logp)
+        loss = loss.mean() if reduce == "mean" else loss.sum()
+        if zero_grad:
+            optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return replies
+
+    return step
+
+
+@_torch_check
+def check_rlhf_step(fn: Callable[..., Any], thorough: bool = False) -> None:
+    """rlhf_step(policy, reference, reward_model, optimizer, beta, batch_size, generator) -> replies [B, LENGTH].
+
+    Runs the learner's step and the reference's on identical models, optimisers and generators, then
+    compares the replies, the generator's state and the policy's weights afterwards."""
+    __tracebackhide__ = True
+    guard()
+    name = "rlhf_step"
+    if not callable(fn):
+        raise CheckFailure(f"expected a function for `{name}`, got {describe(fn)}")
+    mistakes = [
+        Mistake("the baseline is the plain batch mean (it includes each reply's own reward); use the leave-one-out "
+                "mean, e.g. your rloo_advantages.", _step_variant(advantage=lambda r: r - r.mean())),
+        Mistake("the KL-penalised reward depends on the policy through log pi(y): detach it (or compute it under "
+                "torch.no_grad()), so the reward is a constant weight and only log pi(y) carries the gradient.",
+                _step_variant(detach=False)),
+        Mistake("the KL penalty has the wrong sign: drifting from the reference should *cost* reward, "
+                "reward - beta * (log pi - log pi_ref).", _step_variant(sign=-1.0)),
+        Mistake("the penalty uses log pi(y) alone; it is the log-ratio log pi(y) - log pi_ref(y).",
+                _step_variant(ref_penalty=False)),
+        Mistake("you summed the surrogate loss over the batch; take the mean.", _step_variant(reduce="sum")),
+        Mistake("the optimiser's old gradients were not cleared: call optimizer.zero_grad() before backward().",
+                _step_variant(zero_grad=False)),
+        Mistake("the baseline is missing: weight log pi(y) by an advantage, not by the raw reward.",
+                _step_variant(advantage=lambda r: r)),
+    ]
+    _run_training_check(name, fn, ref.rlhf_step, _step_cases(thorough), _run_step, _step_problem, mistakes, thorough)
+
+
+def _run_training_check(name: str, fn: Callable[..., Any], reference: Callable[..., Any], cases: list[dict],
+                        run: Callable[..., dict], problem_of: Callable[[dict, dict, dict], str | None],
+                        mistakes: list[Mistake], thorough: bool) -> None:
+    """Run the learner's and the reference's training code on identical fresh models per case; on a
+    mismatch, name a known mistake only if it reproduces the learner's result and differs from the right one."""
+    __tracebackhide__ = True
+    for i, case in enumerate(cases, 1):
+        where = f"case {i} of {len(cases)} ({case['label']})"
+        expected = run(reference, case, "reference", where)
+        got = run(fn, case, name, where)
+        problem = problem_of(got, expected, case)
+        if problem:
+            cause = ""
+            for m in mistakes:
+                try:
+                    wrong = run(m.fn, case, "mistake", where)
+                except Exception:
+                    continue
+                if problem_of(got, wrong, case) is None and problem_of(expected, wrong, case) is not None:
+                    cause = f"\n  Likely cause: {m.hint}"
+                    break
+            raise CheckFailure(f"`{name}` is wrong on {where}:\n  {problem}{cause}")
+    print(f"✓ {name}: all {len(cases)} {'thorough' if thorough else 'quick'} checks passed")
+
+
+# --------------------------------------------------------------------------- DPO
+
+def _dpo_cases(thorough: bool) -> list[Case]:
+    rng = rng_for(thorough, 19)
+
+    def batch(n: int, beta: float, scale: float = 3.0) -> tuple:
+        return (*(_t(-np.abs(rng.normal(size=n)) * scale - 1) for _ in range(4)), beta)
+
+    cases = [Case((_t([-3.0, -5.0]), _t([-4.0, -4.0]), _t([-3.5, -5.0]), _t([-3.5, -4.5]), 0.5),
+                  "two pairs, beta 0.5"),
+             Case(batch(8, 0.1), "8 pairs, beta 0.1")]
+    if thorough:
+        cases += [Case(batch(5, 1.0), "beta 1"),
+                  Case(batch(6, 3.0, 60.0), "beta 3 and large log-ratios (log sigmoid must stay finite)"),
+                  Case(batch(1, 0.2), "a single pair"),
+                  Case(batch(16, 0.05), "16 pairs, beta 0.05"),
+                  Case((*(_t(-np.abs(rng.normal(size=4)) * 2, torch.float64) for _ in range(4)), 0.7),
+                       "float64 inputs")]
     return cases
 
 
 @_torch_check
-def check_reinforce_with_baseline(fn: Callable[..., Any], thorough: bool = False) -> None:
-    """reinforce_with_baseline(logp [B], rewards [B], baseline) -> scalar loss."""
+def check_dpo_loss(fn: Callable[..., Any], thorough: bool = False) -> None:
+    """dpo_loss(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta) -> scalar, and its gradients."""
     __tracebackhide__ = True
-    names = ("logp", "rewards", "baseline")
-    run_check("reinforce_with_baseline", _with_grads(fn), _with_grads(ref.reinforce_with_baseline),
-              _reinforce_cases(thorough), compare_fn=_compare_outcome(names, 1e-5, 1e-6, {
-                  1: "No gradient should flow into the rewards: the advantage is a constant weight. "
-                     "Use (rewards - baseline).detach().",
-                  2: "No gradient should flow into the baseline: use (rewards - baseline).detach()."}),
-              thorough=thorough, mistakes=[
-                  Mistake("the baseline is missing: weight log pi by (rewards - baseline), not by the raw rewards.",
-                          _with_grads(lambda lp, r, b: -(r.detach() * lp).mean())),
-                  Mistake("the sign is flipped: an optimizer *minimises* the loss, so the loss is "
-                          "-mean(advantage * logp).",
-                          _with_grads(lambda lp, r, b: ((r - b).detach() * lp).mean())),
-                  Mistake("you added the baseline instead of subtracting it.",
-                          _with_grads(lambda lp, r, b: -((r + b).detach() * lp).mean())),
-                  Mistake("you summed over the batch; take the mean.",
-                          _with_grads(lambda lp, r, b: -((r - b).detach() * lp).sum())),
+    names = ("logp_chosen", "logp_rejected", "ref_chosen", "ref_rejected")
+
+    def margin(lc, lr_, rc, rr):
+        return (lc - rc) - (lr_ - rr)
+
+    run_check("dpo_loss", _with_grads(fn), _with_grads(ref.dpo_loss), _dpo_cases(thorough),
+              compare_fn=_compare_outcome(names, 1e-4, 1e-5), thorough=thorough, mistakes=[
+                  Mistake("the reference model is missing: the implicit reward is beta * (log pi - log pi_ref), "
+                          "so subtract the reference log-probabilities.",
+                          _with_grads(lambda lc, lr_, rc, rr, b: -F.logsigmoid(b * (lc - lr_)).mean())),
+                  Mistake("the log-ratios are upside down (reference minus policy).",
+                          _with_grads(lambda lc, lr_, rc, rr, b: -F.logsigmoid(-b * margin(lc, lr_, rc, rr)).mean())),
+                  Mistake("beta is missing: it scales the margin inside the log-sigmoid.",
+                          _with_grads(lambda lc, lr_, rc, rr, b: -F.logsigmoid(margin(lc, lr_, rc, rr)).mean())),
+                  Mistake("beta multiplies the loss, not the margin inside the log-sigmoid.",
+                          _with_grads(lambda lc, lr_, rc, rr, b: -b * F.logsigmoid(margin(lc, lr_, rc, rr)).mean())),
+                  Mistake("you summed over pairs; take the mean.",
+                          _with_grads(lambda lc, lr_, rc, rr, b: -F.logsigmoid(b * margin(lc, lr_, rc, rr)).sum())),
+                  Mistake("torch.log(torch.sigmoid(x)) is -inf for very negative x: use F.logsigmoid.",
+                          _with_grads(lambda lc, lr_, rc, rr, b: -torch.log(torch.sigmoid(
+                              b * margin(lc, lr_, rc, rr))).mean())),
               ])
 
 
-# --------------------------------------------------------------------------- AI feedback
+def _dpo_train_cases(thorough: bool) -> list[dict]:
+    rng = rng_for(thorough, 20)
+    base = [dict(n=6, beta=0.5, steps=3, lr=0.05, label="6 pairs, beta 0.5, 3 steps"),
+            dict(n=4, beta=0.1, steps=2, lr=0.1, label="4 pairs, beta 0.1, 2 steps")]
+    if thorough:
+        base += [dict(n=8, beta=1.0, steps=5, lr=0.02, label="8 pairs, beta 1, 5 steps"),
+                 dict(n=3, beta=2.0, steps=1, lr=0.03, label="3 pairs, beta 2, one step"),
+                 dict(n=5, beta=0.3, steps=4, lr=0.2, label="5 pairs, beta 0.3, lr 0.2")]
+    for c in base:
+        c.update(seed=int(rng.integers(1 << 30)),
+                 chosen=torch.as_tensor(rng.integers(0, ref.toy.V, size=(c["n"], ref.toy.LENGTH))),
+                 rejected=torch.as_tensor(rng.integers(0, ref.toy.V, size=(c["n"], ref.toy.LENGTH))))
+    return base
+
+
+def _run_dpo(fn: Callable[..., Any], case: dict, name: str, where: str) -> dict:
+    torch.manual_seed(case["seed"])
+    policy, reference = ref.toy.TinyLM(d=8), ref.toy.TinyLM(d=8).requires_grad_(False)
+    ref_before = [p.clone() for p in reference.parameters()]
+    chosen, rejected = case["chosen"].clone(), case["rejected"].clone()
+    losses = call(fn, name, (policy, reference, chosen, rejected, case["beta"], case["steps"], case["lr"]), None,
+                  where)
+    return dict(losses=losses, params=[p.detach().clone() for p in policy.parameters()],
+                reference_moved=any(not torch.equal(a, b) for a, b in zip(ref_before, reference.parameters())),
+                inputs_changed=not (torch.equal(chosen, case["chosen"]) and torch.equal(rejected, case["rejected"])))
+
+
+def _dpo_problem(got: dict, exp: dict, case: dict) -> str | None:
+    if got["reference_moved"]:
+        return "the reference model's weights changed: DPO trains only the policy."
+    if got["inputs_changed"]:
+        return "the chosen or rejected replies were changed in place."
+    try:
+        losses = [float(x) for x in got["losses"]]
+    except TypeError:
+        return f"return the list of losses (one float per step), got {describe(got['losses'])}"
+    if len(losses) != len(exp["losses"]):
+        return f"expected {len(exp['losses'])} losses (one per step), got {len(losses)}"
+    problem = compare(np.array(losses), np.array(exp["losses"]), rtol=1e-4, atol=1e-5,
+                      what="the losses (one per step, before each update)")
+    if problem:
+        return problem
+    for i, (g, e) in enumerate(zip(got["params"], exp["params"])):
+        problem = compare(g, e, rtol=1e-3, atol=3e-4, what=f"policy parameter {i} after training")
+        if problem:
+            return problem
+    return None
+
+
+def _dpo_variant(ref_with_grad_policy: bool = False, per_token: bool = False, fresh_optimizer: bool = False,
+                 no_reference: bool = False) -> Callable[..., Any]:
+    def train(policy, reference, chosen, rejected, beta, steps, lr):
+        def logps(model, tokens):
+            lp = ref.response_log_probs(model(tokens), tokens)
+            return lp.mean(dim=1) if per_token else lp.sum(dim=1)
+
+        ref_model = policy if ref_with_grad_policy else reference
+        with torch.no_grad():
+            ref_c, ref_r = logps(ref_model, chosen), logps(ref_model, rejected)
+        if no_reference:
+            ref_c, ref_r = torch.zeros_like(ref_c), torch.zeros_like(ref_r)
+        optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
+        losses = []
+        for _ in range(steps):
+            if fresh_optimizer:
+                optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
+            loss = ref.dpo_loss(logps(policy, chosen), logps(policy, rejected), ref_c, ref_r, beta)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        return losses
+
+    return train
+
+
+@_torch_check
+def check_train_dpo(fn: Callable[..., Any], thorough: bool = False) -> None:
+    """train_dpo(policy, reference, chosen, rejected, beta, steps, lr) -> losses; the policy is trained in place."""
+    __tracebackhide__ = True
+    guard()
+    name = "train_dpo"
+    if not callable(fn):
+        raise CheckFailure(f"expected a function for `{name}`, got {describe(fn)}")
+    mistakes = [
+        Mistake("whole-reply log-probabilities are sums over positions; you averaged over positions.",
+                _dpo_variant(per_token=True)),
+        Mistake("the reference log-probabilities came from the policy itself (they must come from `reference`, "
+                "computed once, without gradient).", _dpo_variant(ref_with_grad_policy=True)),
+        Mistake("the reference model is missing from the loss.", _dpo_variant(no_reference=True)),
+        Mistake("a new Adam optimiser was made at every step (its moment estimates restart); make one before "
+                "the loop.", _dpo_variant(fresh_optimizer=True)),
+    ]
+    _run_training_check(name, fn, ref.train_dpo, _dpo_train_cases(thorough), _run_dpo, _dpo_problem, mistakes,
+                        thorough)
+
+
+# --------------------------------------------------------------------------- constitutions
 
 def _count(tokens: set[int]) -> Callable[[np.ndarray], float]:
     return lambda r: float(np.isin(np.asarray(r), list(tokens)).sum())
@@ -432,63 +681,94 @@ def _distinct(r: np.ndarray) -> float:
     return float(len(np.unique(np.asarray(r))))
 
 
-def _constitution_cases(thorough: bool) -> list[Case]:
+def _score_cases(thorough: bool) -> list[Case]:
     rng = rng_for(thorough, 18)
     helpful = ref.Principle("Mention useful words (0, 1, 2).", 1.0, _count({0, 1, 2}))
     polite = ref.Principle("Never use word 5.", 2.0, lambda r: -_count({5})(r))
     varied = ref.Principle("Do not repeat yourself.", 0.5, _distinct)
 
-    def responses(n: int, t: int, v: int = 6) -> tuple[np.ndarray, np.ndarray]:
-        return rng.integers(0, v, size=(n, t)), rng.integers(0, v, size=(n, t))
+    def responses(n: int, t: int, v: int = 6) -> np.ndarray:
+        return rng.integers(0, v, size=(n, t))
 
-    a = np.array([[0, 1, 3], [4, 4, 4], [0, 5, 1]])
-    b = np.array([[3, 3, 3], [4, 4, 4], [0, 1, 3]])
-    cases = [Case((a, b, [helpful]), "one principle; the middle pair is identical (a tie)"),
-             Case((*responses(8, 5), [helpful, polite]), "two principles with weights 1 and 2")]
+    cases = [Case((np.array([[0, 1, 3], [4, 4, 4], [0, 5, 1]]), [helpful]), "one principle with weight 1"),
+             Case((responses(8, 5), [helpful, polite]), "two principles with weights 1 and 2")]
     if thorough:
-        cases += [Case((*responses(20, 6), [helpful, polite, varied]), "three weighted principles"),
-                  Case((*responses(10, 4), [polite]), "a principle with weight 2 that only penalises"),
-                  Case((*responses(12, 3, 3), [helpful, varied]), "many ties (3 words, length 3)"),
-                  Case((np.array([[5, 5, 0, 0]]), np.array([[1, 2, 3, 4]]), [helpful, polite]),
-                       "helpfulness and politeness disagree; the weights decide"),
-                  Case((*responses(6, 5), []), "an empty constitution (every pair is a tie)"),
-                  Case((np.array([[0, 0, 0, 2], [0, 2, 2, 2]]), np.array([[1, 2, 2, 2], [2, 2, 2, 2]]),
-                        [ref.Principle("Tip A.", 0.1, _count({0})), ref.Principle("Tip B.", 0.3, _count({1}))]),
-                       "totals 0.1*3 and 0.3*1: equal on paper, 0.30000000000000004 vs 0.3 in floats (a tie)"),
-                  Case((np.array([[0, 3], [3, 3], [0, 0]]), np.array([[3, 3], [0, 3], [3, 0]]),
-                        [ref.Principle("A tiny preference for word 0.", 5e-9, _count({0}))]),
-                       "totals 5e-9 apart: more than 1e-9, so not a tie (np.isclose's default tolerance is too loose)")]
+        cases += [Case((responses(20, 6), [helpful, polite, varied]), "three weighted principles"),
+                  Case((responses(10, 4), [polite]), "a principle with weight 2 that only penalises"),
+                  Case((responses(6, 5), []), "an empty constitution (every total is 0)"),
+                  Case((responses(1, 6, 11), [varied, helpful]), "a single response"),
+                  Case((responses(5, 3), [ref.Principle("Tip A.", -0.7, _count({0})), varied]),
+                       "a negative weight")]
     return cases
 
 
 @_torch_check
-def check_constitutional_ai_labels(fn: Callable[..., Any], thorough: bool = False) -> None:
-    """constitutional_ai_labels(responses_a [N, T], responses_b [N, T], constitution) -> [N] of 1.0 / 0.0 / 0.5."""
+def check_constitution_score(fn: Callable[..., Any], thorough: bool = False) -> None:
+    """constitution_score(responses [N, T], constitution) -> [N] totals."""
     __tracebackhide__ = True
-
-    def unweighted(a, b, c):
-        return ref.constitutional_ai_labels(a, b, [ref.Principle(p.text, 1.0, p.score) for p in c])
-
-    run_check("constitutional_ai_labels", fn, ref.constitutional_ai_labels, _constitution_cases(thorough),
-              rtol=0, atol=1e-12, thorough=thorough, mistakes=[
-                  Mistake("you tested the totals for exact equality; floating-point sums that are equal on paper can "
-                          "differ in the last bit (0.1 * 3 != 0.3). Call it a tie when they are within 1e-9.",
-                          lambda a, b, c: _exact_tie_labels(a, b, c)),
-                  Mistake("the labels are reversed: 1.0 means the judge prefers response a.",
-                          lambda a, b, c: 1.0 - ref.constitutional_ai_labels(a, b, c)),
-                  Mistake("you ignored the principles' weights: total = sum(weight * score).", unweighted),
-                  Mistake("a tie should be labelled 0.5, not 0.",
-                          lambda a, b, c: np.where(ref.constitutional_ai_labels(a, b, c) == 0.5, 0.0,
-                                                   ref.constitutional_ai_labels(a, b, c))),
-                  Mistake("only the first principle counted; sum over every principle in the constitution.",
-                          lambda a, b, c: ref.constitutional_ai_labels(a, b, c[:1])),
+    run_check("constitution_score", fn, ref.constitution_score, _score_cases(thorough), rtol=1e-9, atol=1e-9,
+              thorough=thorough, mistakes=[
+                  Mistake("you ignored the principles' weights: total = sum(weight * score(response)).",
+                          lambda r, c: ref.constitution_score(r, [ref.Principle(p.text, 1.0, p.score) for p in c])),
+                  Mistake("only the first principle counted; add up every principle in the constitution.",
+                          lambda r, c: ref.constitution_score(r, c[:1])),
+                  Mistake("you averaged over principles; the total is a weighted *sum*.",
+                          lambda r, c: ref.constitution_score(r, c) / max(len(c), 1)),
               ])
 
 
-def _exact_tie_labels(a: np.ndarray, b: np.ndarray, constitution: Any) -> np.ndarray:
-    totals = [(sum(p.weight * p.score(x) for p in constitution), sum(p.weight * p.score(y) for p in constitution))
-              for x, y in zip(a, b)]
-    return np.array([0.5 if ta == tb else float(ta > tb) for ta, tb in totals])
+def _judge_prefers(constitution: Any, a: list[int], b: list[int]) -> bool:
+    return float(ref.constitution_score(np.array([a]), constitution)[0]) > float(
+        ref.constitution_score(np.array([b]), constitution)[0])
+
+
+_PROBES = [  # (preferred, other, what the comparison tests)
+    ([0, 1, 2, 6, 7, 8], [0, 0, 0, 6, 7, 8], "three different tips over one tip said three times"),
+    ([0, 1, 2, 3, 4, 5], [0, 0, 1, 1, 2, 2], "six different tips over three tips each said twice"),
+    ([0, 1, 6, 7, 8, 6], [0, 1, 9, 9, 8, 6], "no flattery over 'amazing amazing' (same tips)"),
+    ([0, 1, 6, 7, 8, 6], [0, 1, 10, 10, 8, 6], "no flattery over 'brilliant brilliant' (same tips)"),
+    ([0, 1, 2, 3, 7, 6], [0, 1, 10, 10, 10, 10], "four tips over two tips padded with 'brilliant'"),
+    ([0, 1, 2, 6, 7, 8], [0, 1, 6, 7, 8, 6], "three tips over two tips (the rest filler)"),
+]
+
+
+def _constitution_problem(constitution: Any, n_pairs: int, seed: int) -> str | None:
+    if not isinstance(constitution, (list, tuple)) or not constitution:
+        return f"`my_constitution` should be a non-empty list of Principle(text, weight, score), got {describe(constitution)}"
+    for i, p in enumerate(constitution):
+        if not (hasattr(p, "text") and hasattr(p, "weight") and callable(getattr(p, "score", None))):
+            return f"item {i} of `my_constitution` is not a Principle(text, weight, score): {describe(p)}"
+        if not isinstance(p.text, str) or not p.text.strip():
+            return f"principle {i} has no text: write the principle the judge is meant to apply."
+    for good, bad, what in _PROBES:
+        if not _judge_prefers(constitution, good, bad):
+            return (f"the judge does not prefer '{ref.toy.decode(good)}' to '{ref.toy.decode(bad)}' ({what}). "
+                    "Which of your principles should have decided this pair, and what did its scorer return?")
+    rng = np.random.default_rng(seed)
+    a, b = (rng.integers(0, ref.toy.V, size=(n_pairs, ref.toy.LENGTH)) for _ in range(2))
+    gold_gap = ref.toy.gold_score(a) - ref.toy.gold_score(b)
+    judge_gap = ref.constitution_score(a, constitution) - ref.constitution_score(b, constitution)
+    decided = np.abs(gold_gap) > 0.5
+    agree = float(((judge_gap > 0) == (gold_gap > 0))[decided].mean())
+    if agree < 0.9:
+        return (f"on {int(decided.sum())} random pairs whose gold scores differ by more than 0.5, the judge agrees with "
+                f"the gold ordering only {agree:.0%} of the time (at least 90% expected). Compare its principles "
+                "and weights with what the gold score rewards and penalises.")
+    return None
+
+
+@_torch_check
+def check_my_constitution(constitution: Any, thorough: bool = False) -> None:
+    """my_constitution: a list of Principles whose judge orders replies the way a careful user would."""
+    __tracebackhide__ = True
+    guard()
+    if constitution is None or constitution is Ellipsis:
+        raise NotAttempted("`my_constitution` is not attempted yet: write a list of Principle(text, weight, score).")
+    problem = _constitution_problem(constitution, 300 if thorough else 100, 21 + int(thorough))
+    if problem:
+        raise CheckFailure(f"`my_constitution`: {problem}")
+    print(f"✓ my_constitution: the judge passes the {'thorough' if thorough else 'quick'} checks")
+
 
 
 # --------------------------------------------------------------------------- concept questions
