@@ -62,6 +62,42 @@ def test_release_leaks_no_solution_hidden_test_or_output(chapter_id: str) -> Non
                     assert line not in released_text, f"notebooks/{chapter_id}.ipynb leaks solution line {line!r}"
 
 
+@pytest.mark.parametrize("chapter_id", CHAPTERS)
+def test_release_hands_out_no_reference_answers(chapter_id: str) -> None:
+    """A chapter's own answers reach a learner only when they choose them (a commented "stuck?" line, `roadmap
+    solution`): no released code imports the chapter's reference module whole, or a name an exercise of the
+    chapter asks the learner to write. (Helpers and earlier chapters' building blocks may come from
+    reference modules; experiment drivers live in `safety_roadmap.toys` and take the learner's functions.)"""
+    own = f"safety_roadmap.reference.{chapter_id.split('_', 1)[1]}"
+    source = nbt.load(ROOT / "solutions" / f"{chapter_id}.ipynb")
+    answers = set().union(*(_defined(nbt.source(c)) for c in source["cells"]
+                            if ((c.get("metadata") or {}).get("nbgrader") or {}).get("solution")
+                            and c["cell_type"] == "code"))
+    release = nbt.load(ROOT / "notebooks" / f"{chapter_id}.ipynb")
+    for number, cell in enumerate(release["cells"], 1):
+        if cell["cell_type"] != "code":
+            continue
+        for node in ast.walk(ast.parse(re.sub(r"^[ \t]*[%!].*$", "", nbt.source(cell), flags=re.M))):
+            whole = (isinstance(node, ast.Import) and any(a.name == own for a in node.names)) or (
+                isinstance(node, ast.ImportFrom) and node.module == own.rsplit(".", 1)[0]
+                and any(a.name == own.rsplit(".", 1)[1] for a in node.names))
+            named = isinstance(node, ast.ImportFrom) and node.module == own and {a.name for a in node.names} & answers
+            assert not whole, f"notebooks/{chapter_id}.ipynb cell {number} imports {own} whole"
+            assert not named, f"notebooks/{chapter_id}.ipynb cell {number} imports answers {sorted(named)} from {own}"
+
+
+def _defined(code: str) -> set[str]:
+    """The names a code cell defines at its top level (functions, classes, assignments)."""
+    out: set[str] = set()
+    for node in ast.parse(re.sub(r"^[ \t]*[%!].*$", "", code, flags=re.M)).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            out |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return out
+
+
 def _names(code: str) -> set[str]:
     """Every identifier a code cell mentions (magics dropped so the cell parses)."""
     tree = ast.parse(re.sub(r"^[ \t]*[%!].*$", "", code, flags=re.M))
