@@ -29,7 +29,7 @@ lab: $(STAMP)  ## open your workspace in JupyterLab (created, or given new chapt
 	$(BIN)/jupyter lab $(WORKSPACE) $(ROOT_FLAG)
 
 test: $(STAMP)  ## the whole suite, as CI runs it
-	$(BIN)/python -m pytest -n $(JOBS) --durations=8
+	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal --durations=8
 
 test-fast: $(STAMP)  ## everything except executing whole notebooks
 	$(BIN)/python -m pytest -m "not slow"

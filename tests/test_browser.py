@@ -112,12 +112,22 @@ def _cell(page: Page, text: str):
 
 
 def _type_answer(page: Page, code: str) -> None:
-    """Replace the cosine_similarity answer cell's text, as a learner would (select all, then type)."""
+    """Replace the cosine_similarity answer cell's text, as a learner would (select all, then type), and
+    wait until the editor holds it: on a busy machine a click can land before the editor takes focus."""
     editor = _cell(page, "def cosine_similarity").locator(".cm-content")
-    editor.click()
-    page.keyboard.press("ControlOrMeta+a")
-    page.keyboard.insert_text(code)   # one insertion: no auto-indent or bracket closing on top of ours
-    page.keyboard.press("Escape")
+    last_line = code.strip().splitlines()[-1].strip()
+    for _ in range(3):
+        editor.click()
+        page.keyboard.press("ControlOrMeta+a")
+        page.keyboard.insert_text(code)   # one insertion: no auto-indent or bracket closing on top of ours
+        page.keyboard.press("Escape")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            text = editor.inner_text()
+            if last_line in text and text.count("def cosine_similarity") == 1:
+                return
+            time.sleep(0.2)
+    raise AssertionError(f"could not type the answer into the editor; it holds:\n{editor.inner_text()}")
 
 
 def _run_all(page: Page) -> None:
