@@ -15,6 +15,8 @@ import torch
 from safety_roadmap.reference import reward_hacking_and_rlhf as ref
 from safety_roadmap.toys import reward_hacking_and_rlhf as toy
 
+from .claims_tools import Claims, notebook_code
+
 SEEDS = [0, 1, 2]
 RL_STEPS = DPO_STEPS = 60   # the notebook's RL_STEPS and DPO_STEPS
 BETAS = [0.0, 0.1, 0.3, 1.0]
@@ -23,11 +25,7 @@ BETAS = [0.0, 0.1, 0.3, 1.0]
 def _claims(seed: int) -> list[str]:
     """Every claim that fails for `seed`, as a readable line (empty when all hold)."""
     torch.set_num_threads(1)
-    failed: list[str] = []
-
-    def claim(ok: bool, text: str) -> None:
-        if not ok:
-            failed.append(f"seed {seed}: {text}")
+    claim = Claims(seed)
 
     # section 1: Goodhart in the gridworld
     curves = ref.goodhart_experiment(seed)
@@ -100,7 +98,7 @@ def _claims(seed: int) -> list[str]:
     claim(le["brilliant"] >= 2 * sft["brilliant"] + 0.3 and le["amazing"] < sft["amazing"],
           f"the loophole policy says 'brilliant' far more than SFT and 'amazing' less: {le}, {sft}")
     claim(le["gold"] < ai["eval"]["gold"], f"the loophole policy's gold is lower: {le['gold']}, {ai['eval']['gold']}")
-    return failed
+    return claim.failed
 
 
 @pytest.mark.slow
@@ -115,10 +113,8 @@ def test_the_claims_run_at_the_notebooks_sizes() -> None:
     changes, this says which constant to update here (and in the reference module's defaults)."""
     import json
     import re
-    from pathlib import Path
 
-    nb = json.loads((Path(__file__).parents[1] / "solutions" / "10_reward_hacking_and_rlhf.ipynb").read_text("utf-8"))
-    text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    text = notebook_code("10_reward_hacking_and_rlhf")
     expected = {"N_AGENTS": "5", "EPISODES": "1000", "SFT_STEPS": "150", "N_HUMAN_PAIRS": "400", "RL_STEPS": "60",
                 "BETAS": "[0.1, 0.3, 1.0]", "DPO_STEPS": "60", "BETA_FEEDBACK": "0.3", "N_FEEDBACK_PAIRS": "400",
                 "SEED": "0"}

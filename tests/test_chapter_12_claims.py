@@ -16,6 +16,8 @@ import torch
 
 from safety_roadmap.reference import interpretability_tools as ref
 
+from .claims_tools import Claims, notebook_code
+
 SEEDS = [0, 1, 2]
 PERIOD, HELD_OUT_PERIOD = 10, 7
 UNIFORM = math.log(ref.VOCAB)
@@ -32,11 +34,7 @@ def _scores(model: object, tokens: torch.Tensor, period: int) -> tuple[torch.Ten
 def _claims(seed: int) -> list[str]:
     """Every claim that fails for `seed`, as a readable line (empty when all hold)."""
     torch.set_num_threads(1)
-    failed: list[str] = []
-
-    def claim(ok: bool, text: str) -> None:
-        if not ok:
-            failed.append(f"seed {seed}: {text}")
+    claim = Claims(seed)
 
     trained = ref.chapter_models(seed)
     model, losses = trained["model"], trained["losses"]
@@ -152,7 +150,7 @@ def _claims(seed: int) -> list[str]:
           f"pairs do more than singles, triples more, all four most: {by_size}")
     claim(float(full[0]) > 20 * float(single[:, 0].sum()),
           f"all four do more than 20x the summed single-head effects: {full[0]:.2f} vs {single[:, 0].sum():.3f}")
-    return failed
+    return claim.failed
 
 
 @pytest.mark.slow
@@ -165,13 +163,9 @@ def test_chapter_12_claims_hold(seed: int) -> None:
 def test_the_claims_run_at_the_notebooks_sizes() -> None:
     """The experiment above re-runs the notebook's settings through the reference module: if the notebook's
     sizes, seeds or periods change, this says which constant to update in both places."""
-    import json
     import re
 
-    from .conftest import ROOT
-
-    nb = json.loads((ROOT / "solutions" / "12_interpretability_tools.ipynb").read_text(encoding="utf-8"))
-    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    code = notebook_code("12_interpretability_tools")
     expected = {
         r"VOCAB, SEQ_LEN = (\d+), (\d+)": (ref.VOCAB, ref.SEQ_LEN),
         r"MIN_PERIOD, MAX_PERIOD = (\d+), (\d+)": (ref.MIN_PERIOD, ref.MAX_PERIOD),

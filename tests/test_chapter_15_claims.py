@@ -12,6 +12,8 @@ import torch
 from safety_roadmap.toys import probes_steering_and_backdoors as toy
 from safety_roadmap.reference import probes_steering_and_backdoors as ref
 
+from .claims_tools import Claims
+
 SEEDS = [0, 1, 2]
 
 
@@ -19,11 +21,7 @@ def _claims(seed: int) -> list[str]:
     """Every claim that fails for `seed`, as a readable line (empty when all hold)."""
     torch.set_num_threads(1)
     steps = toy.Steps()
-    failed: list[str] = []
-
-    def claim(ok: bool, text: str) -> None:
-        if not ok:
-            failed.append(f"seed {seed}: {text}")
+    claim = Claims(seed)
 
     base = toy.build_model(seed=seed)
     toy.train_stage(base, toy.pretrain_data, steps.pretrain, seed)
@@ -77,7 +75,7 @@ def _claims(seed: int) -> list[str]:
         claim(fast <= 0.5, f"with the pre-training learning rate (3e-3), seed 2 loses most of the backdoor: {fast}")
     else:
         claim(fast >= 0.95, f"with the pre-training learning rate (3e-3), seeds 0 and 1 keep the backdoor: {fast}")
-    return failed
+    return claim.failed
 
 
 @pytest.mark.slow
