@@ -25,9 +25,25 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow tests (whole notebooks, claims re-runs, cohorts) first: `pytest -n 2` hands tests out in
-    collection order, and a minute-long test started last leaves the other core idle meanwhile."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Order the run so that `pytest -n N --dist worksteal` keeps every core busy to the end.
+
+    Work stealing first hands each of the N workers one contiguous share of the collection, in order, then
+    lets an idle worker take the tail of a busy one's queue. So each share starts with its own part of the
+    slow tests (whole notebooks, claims re-runs, cohorts, hubs: dealt out in turn) and ends with quick ones,
+    which are what gets stolen. A minute-long test left for last would keep one core busy alone."""
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    fast = [item for item in items if not item.get_closest_marker("slow")]
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    shares: list[list[pytest.Item]] = [slow[i::workers] for i in range(workers)]
+    left = len(items)
+    for i, share in enumerate(shares):              # the sizes worksteal's first distribution uses
+        size = left // (workers - i)
+        take = max(0, size - len(share))
+        share.extend(fast[:take])
+        del fast[:take]
+        left -= len(share)
+    shares[-1].extend(fast)
+    items[:] = [item for share in shares for item in share]
 
 
 @pytest.fixture(scope="session")
