@@ -45,6 +45,7 @@ WRONG = "def cosine_similarity(a, b):\n    return (a * b).sum(-1)\n"
 
 try:
     from playwright.sync_api import Page, sync_playwright
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 except ImportError:  # pragma: no cover - depends on the machine
     sync_playwright = None
 
@@ -112,19 +113,30 @@ def _cell(page: Page, text: str):
 
 
 def _type_answer(page: Page, code: str) -> None:
-    """Replace the cosine_similarity answer cell's text, as a learner would (select all, then type), and
-    wait until the editor holds it: on a busy machine a click can land before the editor takes focus."""
-    editor = _cell(page, "def cosine_similarity").locator(".cm-content")
+    """Replace the cosine_similarity answer cell's text, as a learner would (select all, then type).
+
+    Keys go to the page only once that cell's editor is in edit mode: on a busy machine a click can land
+    before the editor takes focus, and typed keys in command mode are notebook shortcuts (`d d` deletes a
+    cell, `s` saves)."""
+    cell = _cell(page, "def cosine_similarity")
+    editing = page.locator(".jp-Notebook.jp-mod-editMode .jp-Cell.jp-mod-active").filter(
+        has_text="def cosine_similarity")
+    editor = cell.locator(".cm-content")
     last_line = code.strip().splitlines()[-1].strip()
     for _ in range(3):
+        cell.scroll_into_view_if_needed()
         editor.click()
+        try:
+            editing.wait_for(timeout=10_000)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            continue
         page.keyboard.press("ControlOrMeta+a")
         page.keyboard.insert_text(code)   # one insertion: no auto-indent or bracket closing on top of ours
         page.keyboard.press("Escape")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            text = editor.inner_text()
-            if last_line in text and text.count("def cosine_similarity") == 1:
+            if last_line in editor.inner_text():
                 return
             time.sleep(0.2)
     raise AssertionError(f"could not type the answer into the editor; it holds:\n{editor.inner_text()}")
@@ -184,6 +196,12 @@ def test_a_learner_solves_and_breaks_an_exercise_in_jupyterlab(lab: tuple[str, P
 
             step = "validate"
             page.keyboard.press("ControlOrMeta+s")
+            changed = page.locator(".jp-Dialog").filter(has_text="File Changed")
+            try:   # an autosave on a slow machine can leave the page's copy looking older than the file
+                changed.wait_for(timeout=3_000)
+                changed.get_by_role("button", name="Overwrite").click()
+            except PlaywrightTimeout:
+                pass
             validate = page.locator(".jp-NotebookPanel-toolbar").get_by_text("Validate", exact=True)
             if validate.count() == 0:
                 pytest.skip("nbgrader's lab extension shows no Validate button here")   # right and wrong already checked
