@@ -18,11 +18,12 @@ $(STAMP): pyproject.toml
 	@echo "==> Setting up $(VENV): the course, PyTorch (CPU), JupyterLab and nbgrader."
 	@echo "==> The first time this installs about 2 GB (PyTorch is most of it) and takes a few minutes; each step shows its progress."
 	$(PYTHON) -m venv $(VENV)
-	@# PyTorch first, with pip: where a machine keeps the CPU wheel on disk (pip's find-links), pip uses it, and
-	@# skipping bytecode compilation of its thousands of files saves minutes (Python compiles what it imports).
-	$(BIN)/python -m pip install --disable-pip-version-check --no-compile --progress-bar on '$(TORCH)' uv
-	@# Everything else with uv, which downloads and installs in parallel: minutes faster than pip on a fresh machine.
-	UV_NATIVE_TLS=1 $(BIN)/uv pip install --python $(BIN)/python -e '.[dev]'
+	@# PyTorch first, with pip: where a machine keeps the CPU wheel on disk (pip's find-links), pip uses it.
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on '$(TORCH)' uv
+	@# Everything else with uv, which downloads and installs in parallel: minutes faster than pip on a fresh
+	@# machine. Bytecode is compiled now: where PYTHONDONTWRITEBYTECODE is set, nothing would ever cache it, and
+	@# every kernel would recompile each module it imports.
+	UV_NATIVE_TLS=1 $(BIN)/uv pip install --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	@# no "get notified about Jupyter news?" prompt in the learner's first lab (only this environment's setting)
 	$(BIN)/jupyter labextension disable --level=sys_prefix @jupyterlab/apputils-extension:announcements >/dev/null 2>&1 || true
 	touch $(STAMP)
