@@ -186,9 +186,11 @@ def test_make_lab_opens_the_workspace_and_shows_install_progress() -> None:
                               capture_output=True, text=True, check=True).stdout
 
     install = dry("/nonexistent-venv/.installed")
-    pip = next(line for line in install.splitlines() if "pip install" in line)
-    assert "--quiet" not in pip and " -q" not in pip, "the first `make lab` must not install silently"
-    assert "==> Setting up" in install and "takes several minutes" in install
+    installs = [line for line in install.splitlines() if "pip install" in line]
+    assert len(installs) == 2, installs   # PyTorch with pip, the rest with uv
+    for line in installs:
+        assert "--quiet" not in line and " -q" not in line, "the first `make lab` must not install silently"
+    assert "==> Setting up" in install and "takes a few minutes" in install
     lab = dry("lab").splitlines()
     assert any(line.endswith("roadmap workspace") for line in lab)
     assert any("jupyter lab workspace" in line for line in lab)
